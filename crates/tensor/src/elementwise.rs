@@ -1,0 +1,463 @@
+//! Elementwise maths: unary functions, broadcasting binary ops, comparisons and `where`.
+//!
+//! Binary ops follow NumPy's broadcasting rules (see [`crate::broadcast_shapes`]). Comparisons
+//! return masks of the same element type holding `1` for true and `0` for false, as there is no
+//! boolean tensor type.
+
+use ndarray::{IxDyn, Zip};
+
+use crate::element::Element;
+use crate::error::Result;
+use crate::parallel::{map_into, zip_into, PAR_THRESHOLD};
+use crate::shape::broadcast_shapes;
+use crate::tensor::Tensor;
+
+impl<T: Element> Tensor<T> {
+    /// Applies `f` to every element, returning a new contiguous tensor.
+    ///
+    /// Runs on rayon's threads above [`crate::parallel::PAR_THRESHOLD`] elements.
+    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
+        let src = self.contiguous_slice();
+        let mut out = vec![T::zero(); src.len()];
+        map_into(&src, &mut out, f);
+        Tensor::from_contiguous(out, self.shape().to_vec())
+    }
+
+    /// Combines two tensors elementwise with broadcasting: `out[i] = f(self[i], other[i])`.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] (naming `op`) if the shapes do not broadcast.
+    pub fn zip_map(
+        &self,
+        other: &Tensor<T>,
+        op: &'static str,
+        f: impl Fn(T, T) -> T + Sync + Send,
+    ) -> Result<Tensor<T>> {
+        if self.shape() == other.shape() {
+            if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
+                let mut out = vec![T::zero(); a.len()];
+                zip_into(a, b, &mut out, f);
+                return Ok(Tensor::from_contiguous(out, self.shape().to_vec()));
+            }
+        }
+        let shape = broadcast_shapes(op, self.shape(), other.shape())?;
+        let a = self.view();
+        let b = other.view();
+        let a = a
+            .broadcast(IxDyn(&shape))
+            .expect("bug: shapes were checked to broadcast");
+        let b = b
+            .broadcast(IxDyn(&shape))
+            .expect("bug: shapes were checked to broadcast");
+        let mut out = ndarray::ArrayD::<T>::zeros(IxDyn(&shape));
+        let parallel = out.len() >= PAR_THRESHOLD;
+        let zip = Zip::from(&mut out).and(&a).and(&b);
+        if parallel && rayon::current_num_threads() > 1 {
+            zip.par_for_each(|o, &x, &y| *o = f(x, y));
+        } else {
+            zip.for_each(|o, &x, &y| *o = f(x, y));
+        }
+        Ok(Tensor::from_array(out))
+    }
+
+    /// Elementwise negation, `-x`.
+    pub fn neg(&self) -> Tensor<T> {
+        self.map(|x| -x)
+    }
+
+    /// Absolute value, `|x|`.
+    pub fn abs(&self) -> Tensor<T> {
+        self.map(|x| x.abs())
+    }
+
+    /// Exponential, `e^x`.
+    pub fn exp(&self) -> Tensor<T> {
+        self.map(|x| x.exp())
+    }
+
+    /// Natural logarithm, `ln x` (PyTorch's `log`); `-inf` at 0, NaN below.
+    pub fn ln(&self) -> Tensor<T> {
+        self.map(|x| x.ln())
+    }
+
+    /// `ln(1 + x)`, accurate for small `x`.
+    pub fn log1p(&self) -> Tensor<T> {
+        self.map(|x| x.ln_1p())
+    }
+
+    /// Square root.
+    pub fn sqrt(&self) -> Tensor<T> {
+        self.map(|x| x.sqrt())
+    }
+
+    /// Reciprocal square root, `1 / sqrt(x)`.
+    pub fn rsqrt(&self) -> Tensor<T> {
+        self.map(|x| x.sqrt().recip())
+    }
+
+    /// `x^p` for a real exponent.
+    pub fn powf(&self, p: T) -> Tensor<T> {
+        self.map(|x| x.powf(p))
+    }
+
+    /// `x^n` for an integer exponent.
+    pub fn powi(&self, n: i32) -> Tensor<T> {
+        self.map(|x| x.powi(n))
+    }
+
+    /// `x^2`.
+    pub fn square(&self) -> Tensor<T> {
+        self.map(|x| x * x)
+    }
+
+    /// Sine.
+    pub fn sin(&self) -> Tensor<T> {
+        self.map(|x| x.sin())
+    }
+
+    /// Cosine.
+    pub fn cos(&self) -> Tensor<T> {
+        self.map(|x| x.cos())
+    }
+
+    /// Hyperbolic tangent.
+    pub fn tanh(&self) -> Tensor<T> {
+        self.map(|x| x.tanh())
+    }
+
+    /// Logistic sigmoid, `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
+    pub fn sigmoid(&self) -> Tensor<T> {
+        self.map(sigmoid)
+    }
+
+    /// Rectified linear unit, `max(x, 0)`.
+    pub fn relu(&self) -> Tensor<T> {
+        self.map(|x| if x > T::zero() { x } else { T::zero() })
+    }
+
+    /// Leaky ReLU: `x` for `x > 0`, `slope * x` otherwise (PyTorch's default slope is 0.01).
+    pub fn leaky_relu(&self, slope: T) -> Tensor<T> {
+        self.map(|x| if x > T::zero() { x } else { slope * x })
+    }
+
+    /// GELU, exact form: `x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))`.
+    pub fn gelu(&self) -> Tensor<T> {
+        self.map(gelu_erf)
+    }
+
+    /// GELU, tanh approximation (PyTorch's `approximate="tanh"`):
+    ///
+    /// ```text
+    /// y = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+    /// ```
+    pub fn gelu_tanh(&self) -> Tensor<T> {
+        self.map(gelu_tanh)
+    }
+
+    /// SiLU (swish), `x * sigmoid(x)`.
+    pub fn silu(&self) -> Tensor<T> {
+        self.map(|x| x * sigmoid(x))
+    }
+
+    /// Softplus, `ln(1 + e^x)`, linear above `x = 20` as in PyTorch (beta 1, threshold 20).
+    pub fn softplus(&self) -> Tensor<T> {
+        self.map(softplus)
+    }
+
+    /// Clamps every element into `[min, max]`; NaN stays NaN.
+    pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
+        self.map(|x| {
+            if x < min {
+                min
+            } else if x > max {
+                max
+            } else {
+                x
+            }
+        })
+    }
+
+    /// Sign: -1, 0 or 1 (0 for both zeros; NaN stays NaN).
+    pub fn sign(&self) -> Tensor<T> {
+        self.map(|x| {
+            if x > T::zero() {
+                T::one()
+            } else if x < T::zero() {
+                -T::one()
+            } else {
+                x
+            }
+        })
+    }
+
+    /// Reciprocal, `1 / x`.
+    pub fn reciprocal(&self) -> Tensor<T> {
+        self.map(|x| x.recip())
+    }
+
+    /// `x + s` for a scalar `s`.
+    pub fn add_scalar(&self, s: T) -> Tensor<T> {
+        self.map(|x| x + s)
+    }
+
+    /// `x * s` for a scalar `s`.
+    pub fn mul_scalar(&self, s: T) -> Tensor<T> {
+        self.map(|x| x * s)
+    }
+
+    /// Elementwise sum with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn add(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "add", |a, b| a + b)
+    }
+
+    /// Elementwise difference with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn sub(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "sub", |a, b| a - b)
+    }
+
+    /// Elementwise product with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn mul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "mul", |a, b| a * b)
+    }
+
+    /// Elementwise quotient with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn div(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "div", |a, b| a / b)
+    }
+
+    /// Elementwise power `self^other` with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn pow(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "pow", |a, b| a.powf(b))
+    }
+
+    /// Elementwise maximum with broadcasting; NaN in either operand gives NaN, as in PyTorch.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn maximum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(
+            other,
+            "maximum",
+            |a, b| if a.is_nan() || a >= b { a } else { b },
+        )
+    }
+
+    /// Elementwise minimum with broadcasting; NaN in either operand gives NaN, as in PyTorch.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn minimum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(
+            other,
+            "minimum",
+            |a, b| if a.is_nan() || a <= b { a } else { b },
+        )
+    }
+
+    /// Mask of `self == other` (1 where true, 0 where false), with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn eq(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "eq", |a, b| mask(a == b))
+    }
+
+    /// Mask of `self != other`, with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn ne(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "ne", |a, b| mask(a != b))
+    }
+
+    /// Mask of `self < other`, with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn lt(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "lt", |a, b| mask(a < b))
+    }
+
+    /// Mask of `self <= other`, with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn le(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "le", |a, b| mask(a <= b))
+    }
+
+    /// Mask of `self > other`, with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn gt(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "gt", |a, b| mask(a > b))
+    }
+
+    /// Mask of `self >= other`, with broadcasting.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn ge(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.zip_map(other, "ge", |a, b| mask(a >= b))
+    }
+
+    /// Picks `on_true` where `condition` is non-zero and `on_false` elsewhere (PyTorch's
+    /// `torch.where(condition, on_true, on_false)`); all three broadcast together.
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the three shapes do not broadcast.
+    pub fn where_cond(
+        condition: &Tensor<T>,
+        on_true: &Tensor<T>,
+        on_false: &Tensor<T>,
+    ) -> Result<Tensor<T>> {
+        let shape = broadcast_shapes("where", condition.shape(), on_true.shape())?;
+        let shape = broadcast_shapes("where", &shape, on_false.shape())?;
+        let dim = IxDyn(&shape);
+        let (c, t, f) = (condition.view(), on_true.view(), on_false.view());
+        let c = c.broadcast(dim.clone()).expect("bug: checked broadcast");
+        let t = t.broadcast(dim.clone()).expect("bug: checked broadcast");
+        let f = f.broadcast(dim.clone()).expect("bug: checked broadcast");
+        let mut out = ndarray::ArrayD::<T>::zeros(dim);
+        Zip::from(&mut out)
+            .and(&c)
+            .and(&t)
+            .and(&f)
+            .for_each(|o, &c, &t, &f| {
+                *o = if c != T::zero() { t } else { f };
+            });
+        Ok(Tensor::from_array(out))
+    }
+}
+
+/// 1 for true, 0 for false.
+fn mask<T: Element>(b: bool) -> T {
+    if b {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// Logistic sigmoid without overflow: uses `e^x / (1 + e^x)` for negative `x`.
+pub(crate) fn sigmoid<T: Element>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// `x * Phi(x)` with the exact normal CDF.
+pub(crate) fn gelu_erf<T: Element>(x: T) -> T {
+    let half = T::from_f64(0.5);
+    half * x * (T::one() + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
+}
+
+/// The tanh approximation of GELU.
+pub(crate) fn gelu_tanh<T: Element>(x: T) -> T {
+    let k = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
+    let c = T::from_f64(0.044715);
+    T::from_f64(0.5) * x * (T::one() + (k * (x + c * x * x * x)).tanh())
+}
+
+/// `ln(1 + e^x)`, returning `x` above 20 as PyTorch does.
+pub(crate) fn softplus<T: Element>(x: T) -> T {
+    if x > T::from_f64(20.0) {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {
+        Tensor::from_vec(data.to_vec(), shape).unwrap()
+    }
+
+    #[test]
+    fn broadcasting_add_matches_explicit_loop() {
+        let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        let b = t(&[10., 20., 30.], &[3]);
+        let c = t(&[100., 200.], &[2, 1]);
+
+        assert_eq!(
+            a.add(&b).unwrap().to_vec(),
+            vec![11., 22., 33., 14., 25., 36.]
+        );
+        assert_eq!(
+            a.add(&c).unwrap().to_vec(),
+            vec![101., 102., 103., 204., 205., 206.]
+        );
+        let err = a.add(&t(&[1., 2.], &[2])).unwrap_err();
+        assert_eq!(err.to_string(), "add: cannot broadcast [2, 3] with [2]");
+    }
+
+    #[test]
+    fn sigmoid_and_softplus_are_finite_at_extremes() {
+        let x = t(&[-1e4, -50.0, 0.0, 50.0, 1e4], &[5]);
+
+        let s = x.sigmoid().to_vec();
+        let sp = x.softplus().to_vec();
+
+        assert_eq!(s[0], 0.0);
+        assert_eq!(s[2], 0.5);
+        assert_eq!(s[4], 1.0);
+        assert!(sp.iter().all(|v| v.is_finite()));
+        assert_eq!(sp[4], 1e4);
+    }
+
+    #[test]
+    fn gelu_matches_known_values() {
+        // Values of x * Phi(x) from the normal CDF: Phi(1) = 0.8413447460685429.
+        let x = t(&[-1.0, 0.0, 1.0], &[3]);
+
+        let y = x.gelu().to_vec();
+
+        assert!((y[2] - 0.8413447460685429).abs() < 1e-12);
+        assert!((y[0] + 0.15865525393145707).abs() < 1e-12);
+        assert_eq!(y[1], 0.0);
+    }
+
+    #[test]
+    fn where_and_comparisons_broadcast() {
+        let x = t(&[1., -2., 3.], &[3]);
+        let zero = Tensor::scalar(0.0);
+
+        let m = x.gt(&zero).unwrap();
+        let y = Tensor::where_cond(&m, &x, &zero).unwrap();
+
+        assert_eq!(m.to_vec(), vec![1., 0., 1.]);
+        assert_eq!(y.to_vec(), vec![1., 0., 3.]);
+    }
+
+    #[test]
+    fn maximum_propagates_nan() {
+        let a = t(&[f64::NAN, 1.0], &[2]);
+        let b = t(&[0.0, f64::NAN], &[2]);
+
+        let m = a.maximum(&b).unwrap().to_vec();
+
+        assert!(m[0].is_nan() && m[1].is_nan());
+    }
+}

@@ -1,0 +1,43 @@
+//! N-dimensional tensors for deep learning, on ndarray.
+//!
+//! [`Tensor<T>`] holds `f32` or `f64` elements in shared, copy-on-write storage; views
+//! (transpose, permute, slices, broadcasts) share it without copying. Operations follow
+//! PyTorch's names and NumPy's broadcasting rules, fallible ones return [`Result`] with a
+//! [`TensorError`] that names the op and the shapes involved, and the kernels that
+//! backpropagation needs (convolution and pooling gradients, softmax backward) are plain
+//! functions here, so they are usable without the autograd crate.
+//!
+//! ```
+//! use strata_tensor::{Generator, Tensor};
+//!
+//! let mut gen = Generator::new(0);
+//! let x: Tensor<f32> = gen.randn(&[4, 3]);
+//! let w = Tensor::ones(&[3, 2]);
+//! let y = x.matmul(&w)?.relu();
+//! assert_eq!(y.shape(), &[4, 2]);
+//! # Ok::<(), strata_tensor::TensorError>(())
+//! ```
+
+mod conv;
+mod creation;
+mod element;
+mod elementwise;
+mod error;
+mod index;
+mod linalg;
+mod ops;
+pub mod parallel;
+mod pool;
+mod random;
+mod reduce;
+mod shape;
+mod shape_ops;
+mod tensor;
+
+pub use element::{DType, Element};
+pub use error::{Result, TensorError};
+pub use random::Generator;
+pub use shape::{
+    broadcast_shapes, contiguous_strides, normalize_dim, normalize_dims, normalize_insert_dim,
+};
+pub use tensor::Tensor;

@@ -1,0 +1,1 @@
+//! Reductions over any set of axes, and softmax / log_softmax with their backward kernels.

@@ -1,0 +1,1 @@
+//! Shape operations: reshape, transpose, permute, squeeze, narrow, concat, stack, split, pad, repeat.

@@ -1,0 +1,334 @@
+//! The `Tensor` type: a strided view over shared, copy-on-write storage.
+
+use std::fmt;
+
+use ndarray::{ArcArray1, ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
+
+use crate::element::{DType, Element};
+use crate::error::{Result, TensorError};
+use crate::shape::{contiguous_strides, numel};
+
+/// An n-dimensional array of `f32` or `f64`.
+///
+/// A tensor is a view: a shape, strides and an offset into a flat buffer that several tensors
+/// may share. Cloning is cheap (a reference count), and `transpose`, `permute`, `narrow`,
+/// `broadcast_to` and friends return views without copying. Writing through
+/// [`Tensor::data_mut`] copies the buffer first if another tensor still shares it
+/// (copy-on-write), so a view never changes behind another tensor's back.
+///
+/// Strides are counted in elements and never negative; a zero stride repeats an element
+/// (that is how a broadcast view is built).
+#[derive(Clone)]
+pub struct Tensor<T: Element> {
+    storage: ArcArray1<T>,
+    shape: Vec<usize>,
+    strides: Vec<usize>,
+    offset: usize,
+}
+
+impl<T: Element> Tensor<T> {
+    /// Builds a tensor from row-major data and a shape.
+    ///
+    /// # Errors
+    /// [`TensorError::ElementCount`] if `data.len()` differs from the product of `shape`.
+    ///
+    /// ```
+    /// # use strata_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(t.shape(), &[2, 3]);
+    /// # Ok::<(), strata_tensor::TensorError>(())
+    /// ```
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self> {
+        if data.len() != numel(shape) {
+            return Err(TensorError::ElementCount {
+                op: "from_vec",
+                len: data.len(),
+                shape: shape.to_vec(),
+            });
+        }
+        Ok(Self::from_contiguous(data, shape.to_vec()))
+    }
+
+    /// Builds a contiguous tensor; the caller guarantees `data.len() == numel(&shape)`.
+    pub(crate) fn from_contiguous(data: Vec<T>, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(
+            data.len(),
+            numel(&shape),
+            "bug: data length does not match shape"
+        );
+        let strides = contiguous_strides(&shape);
+        Self {
+            storage: ArcArray1::from_vec(data),
+            shape,
+            strides,
+            offset: 0,
+        }
+    }
+
+    /// A view of `self`'s storage with another layout.
+    ///
+    /// The caller guarantees that every index reachable through `shape` and `strides` from
+    /// `offset` lies inside the storage; [`Tensor::view`] relies on it.
+    pub(crate) fn restride(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
+        debug_assert_eq!(
+            shape.len(),
+            strides.len(),
+            "bug: shape and strides differ in rank"
+        );
+        debug_assert!(
+            numel(&shape) == 0
+                || offset
+                    + shape
+                        .iter()
+                        .zip(&strides)
+                        .map(|(&n, &s)| (n - 1) * s)
+                        .sum::<usize>()
+                    < self.storage.len(),
+            "bug: view reaches outside its storage"
+        );
+        debug_assert!(
+            offset <= self.storage.len(),
+            "bug: view offset outside its storage"
+        );
+        Self {
+            storage: self.storage.clone(),
+            shape,
+            strides,
+            offset,
+        }
+    }
+
+    /// Takes ownership of an ndarray array.
+    pub fn from_array(array: ArrayD<T>) -> Self {
+        let shape = array.shape().to_vec();
+        let data = if array.is_standard_layout() {
+            array.into_raw_vec_and_offset().0
+        } else {
+            array.iter().copied().collect()
+        };
+        Self::from_contiguous(data, shape)
+    }
+
+    /// A zero-dimensional tensor holding one value.
+    pub fn scalar(value: T) -> Self {
+        Self::from_contiguous(vec![value], Vec::new())
+    }
+
+    /// The size of each dimension.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The strides of each dimension, in elements.
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    /// The number of dimensions (PyTorch's `dim()`).
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// The size of dimension `dim` (negative counts from the end).
+    ///
+    /// # Errors
+    /// [`TensorError::Dim`] if `dim` is out of range.
+    pub fn size(&self, dim: isize) -> Result<usize> {
+        Ok(self.shape[crate::shape::normalize_dim("size", dim, self.ndim())?])
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        T::DTYPE
+    }
+
+    /// Whether the elements lie in row-major order without gaps (offset aside).
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n != 1 && s != expected {
+                return false;
+            }
+            expected *= n;
+        }
+        true
+    }
+
+    /// Whether two tensors share one buffer (one may be a view of the other).
+    pub fn shares_storage_with(&self, other: &Tensor<T>) -> bool {
+        self.storage.as_ptr() == other.storage.as_ptr()
+    }
+
+    /// An ndarray view of the elements, with this tensor's layout.
+    pub fn view(&self) -> ArrayViewD<'_, T> {
+        let dim = IxDyn(&self.shape).strides(IxDyn(&self.strides));
+        // SAFETY: `restride` and the constructors keep every reachable index inside the storage,
+        // strides are non-negative, and the storage outlives the borrow of `self`. Aliasing from
+        // zero strides is allowed for read-only views.
+        unsafe { ArrayViewD::from_shape_ptr(dim, self.storage.as_ptr().add(self.offset)) }
+    }
+
+    /// The elements as a slice, when they are contiguous.
+    pub fn as_slice(&self) -> Option<&[T]> {
+        if self.is_contiguous() {
+            let all = self
+                .storage
+                .as_slice()
+                .expect("bug: storage is always contiguous");
+            Some(&all[self.offset..self.offset + self.numel()])
+        } else {
+            None
+        }
+    }
+
+    /// The elements in row-major order, borrowed when contiguous and copied otherwise.
+    pub fn contiguous_slice(&self) -> std::borrow::Cow<'_, [T]> {
+        match self.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(self.view().iter().copied().collect()),
+        }
+    }
+
+    /// The elements in row-major order.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.contiguous_slice().into_owned()
+    }
+
+    /// A copy as an owned ndarray array in standard layout.
+    pub fn to_array(&self) -> ArrayD<T> {
+        ArrayD::from_shape_vec(IxDyn(&self.shape), self.to_vec())
+            .expect("bug: element count matches shape")
+    }
+
+    /// A contiguous tensor with the same elements: `self` itself (a cheap clone) when already
+    /// contiguous, a copy otherwise.
+    pub fn contiguous(&self) -> Tensor<T> {
+        if self.is_contiguous() {
+            self.clone()
+        } else {
+            Self::from_contiguous(self.to_vec(), self.shape.clone())
+        }
+    }
+
+    /// The elements as a mutable row-major slice, for in-place updates.
+    ///
+    /// Copies first when the tensor is a non-contiguous view, a part of a larger buffer, or
+    /// shares its buffer with another tensor (copy-on-write), so other tensors never see the
+    /// change.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        let whole = self.offset == 0 && self.storage.len() == self.numel();
+        if !(whole && self.is_contiguous()) {
+            *self = Self::from_contiguous(self.to_vec(), self.shape.clone());
+        }
+        self.storage
+            .as_slice_mut()
+            .expect("bug: storage is always contiguous")
+    }
+
+    /// The single value of a one-element tensor.
+    ///
+    /// # Errors
+    /// [`TensorError::Shape`] if the tensor does not hold exactly one element.
+    pub fn item(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(TensorError::Shape {
+                op: "item",
+                expected: "exactly one element".into(),
+                got: self.shape.clone(),
+            });
+        }
+        Ok(self
+            .view()
+            .iter()
+            .copied()
+            .next()
+            .expect("bug: one element"))
+    }
+
+    /// The element at a multi-index, or `None` when the index is out of range.
+    pub fn get(&self, index: &[usize]) -> Option<T> {
+        self.view().get(IxDyn(index)).copied()
+    }
+
+    /// Converts the elements to another element type.
+    pub fn cast<U: Element>(&self) -> Tensor<U> {
+        let data = self
+            .view()
+            .iter()
+            .map(|&x| U::from_f64(x.as_f64()))
+            .collect();
+        Tensor::from_contiguous(data, self.shape.clone())
+    }
+}
+
+impl<T: Element> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, shape={:?}, dtype={})",
+            self.view(),
+            self.shape,
+            T::DTYPE.name()
+        )
+    }
+}
+
+impl<T: Element> fmt::Display for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.view(), f)
+    }
+}
+
+impl<T: Element> From<ArrayD<T>> for Tensor<T> {
+    fn from(array: ArrayD<T>) -> Self {
+        Self::from_array(array)
+    }
+}
+
+impl<T: Element> PartialEq for Tensor<T> {
+    /// Same shape and the same elements (IEEE equality: NaN differs from itself).
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.view() == other.view()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vec_checks_element_count() {
+        let err = Tensor::<f32>::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "from_vec: 5 elements cannot take shape [2, 3]"
+        );
+    }
+
+    #[test]
+    fn data_mut_copies_shared_storage() {
+        let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]).unwrap();
+        let mut b = a.clone();
+        assert!(b.shares_storage_with(&a));
+
+        b.data_mut()[0] = 10.0;
+
+        assert_eq!(a.to_vec(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(b.to_vec(), vec![10.0, 2.0, 3.0]);
+        assert!(!b.shares_storage_with(&a));
+    }
+
+    #[test]
+    fn item_requires_one_element() {
+        assert_eq!(Tensor::scalar(2.5f64).item().unwrap(), 2.5);
+        assert!(Tensor::from_vec(vec![1.0f32, 2.0], &[2])
+            .unwrap()
+            .item()
+            .is_err());
+    }
+}
