@@ -24,6 +24,7 @@ mod element;
 mod elementwise;
 mod error;
 mod index;
+mod index_tensor;
 mod linalg;
 mod ops;
 pub mod parallel;
@@ -36,6 +37,7 @@ mod tensor;
 
 pub use element::{DType, Element};
 pub use error::{Result, TensorError};
+pub use index_tensor::IndexTensor;
 pub use random::Generator;
 pub use shape::{
     broadcast_shapes, contiguous_strides, normalize_dim, normalize_dims, normalize_insert_dim,
