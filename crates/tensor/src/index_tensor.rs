@@ -34,12 +34,18 @@ impl IndexTensor {
                 shape: shape.to_vec(),
             });
         }
-        Ok(Self { data, shape: shape.to_vec() })
+        Ok(Self {
+            data,
+            shape: shape.to_vec(),
+        })
     }
 
     /// A 1-D index tensor.
     pub fn from_slice(data: &[usize]) -> Self {
-        Self { data: data.to_vec(), shape: vec![data.len()] }
+        Self {
+            data: data.to_vec(),
+            shape: vec![data.len()],
+        }
     }
 
     /// The size of each dimension.
@@ -81,7 +87,11 @@ impl IndexTensor {
     /// [`TensorError::Index`] for the first index out of range.
     pub fn check_bound(&self, op: &'static str, bound: usize) -> Result<()> {
         match self.data.iter().find(|&&i| i >= bound) {
-            Some(&i) => Err(TensorError::Index { op, index: i as i64, size: bound }),
+            Some(&i) => Err(TensorError::Index {
+                op,
+                index: i as i64,
+                size: bound,
+            }),
             None => Ok(()),
         }
     }
