@@ -310,7 +310,7 @@ fn render_tests(table: &Table) -> String {
          //! and layouts (broadcast, transposed, sliced) that proptest draws.\n\n\
          #![allow(clippy::all, unused_variables, unused_braces)]\n\n\
          use proptest::prelude::*;\n\
-         use strata_autograd::testing::{check_op, strategies, GradCase};\n\
+         use strata_autograd::testing::*;\n\
          use strata_autograd::{Result, Var};\n\
          use strata_tensor::*;\n\n",
     );
@@ -332,7 +332,7 @@ fn render_tests(table: &Table) -> String {
             c.cases.unwrap_or(16)
         );
         let _ = writeln!(out, "    #[test]");
-        let _ = writeln!(out, "    fn {}(case in strategies::{}) {{", op.name, c.strategy);
+        let _ = writeln!(out, "    fn {}(case in {}) {{", op.name, c.strategy);
         let _ = writeln!(
             out,
             "        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> {{ Ok({{ {} }}) }};",

@@ -50,6 +50,37 @@ pub const OPS: &[&str] = &[
     "minimum",
     "where_cond",
     "masked_fill",
+    "sum_all",
+    "sum",
+    "sum_keepdim",
+    "mean_all",
+    "mean",
+    "mean_keepdim",
+    "var",
+    "max",
+    "min",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "sum_to_shape",
+    "broadcast_to",
+    "matmul",
+    "reshape",
+    "transpose",
+    "permute",
+    "squeeze_dim",
+    "unsqueeze",
+    "flatten",
+    "narrow",
+    "slice",
+    "pad",
+    "repeat",
+    "index_select",
+    "index_add",
+    "gather",
+    "scatter_add",
+    "embedding",
+    "embedding_backward",
 ];
 
 impl<T: Element> Var<T> {
@@ -649,6 +680,602 @@ impl<T: Element> Var<T> {
         };
         let var = Var::record(value, "masked_fill", vec![self.clone()], || {
             Box::new(MaskedFillBackward { mask: mask.clone(), value: value, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Sum of all elements, as a 0-d variable.
+    ///
+    /// ```text
+    /// y = sum_i x_i     dx_i = dy
+    /// ```
+    pub fn sum_all(&self) -> Var<T> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.sum_all()
+        };
+        let var = Var::record(value, "sum_all", vec![self.clone()], || {
+            Box::new(SumAllBackward { _element: PhantomData })
+        });
+        var
+    }
+
+    /// Sum over `dims` (all dims when empty), which are removed.
+    ///
+    /// ```text
+    /// y = sum_{i in dims} x_i     dx = dy broadcast back over dims
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn sum(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.sum(dims)?
+        };
+        let var = Var::record(value, "sum", vec![self.clone()], || {
+            Box::new(SumBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Sum over `dims` (all dims when empty), kept with size 1.
+    ///
+    /// ```text
+    /// y = sum_{i in dims} x_i     dx = dy broadcast back over dims
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn sum_keepdim(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.sum_keepdim(dims)?
+        };
+        let var = Var::record(value, "sum_keepdim", vec![self.clone()], || {
+            Box::new(SumKeepdimBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Mean of all elements, as a 0-d variable.
+    ///
+    /// ```text
+    /// y = (1/N) sum_i x_i     dx_i = dy / N
+    /// ```
+    pub fn mean_all(&self) -> Var<T> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.mean_all()
+        };
+        let var = Var::record(value, "mean_all", vec![self.clone()], || {
+            Box::new(MeanAllBackward { _element: PhantomData })
+        });
+        var
+    }
+
+    /// Mean over `dims` (all dims when empty), which are removed.
+    ///
+    /// ```text
+    /// y = (1/N) sum_{i in dims} x_i     dx = dy / N broadcast back over dims
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn mean(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.mean(dims)?
+        };
+        let var = Var::record(value, "mean", vec![self.clone()], || {
+            Box::new(MeanBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Mean over `dims` (all dims when empty), kept with size 1.
+    ///
+    /// ```text
+    /// y = (1/N) sum_{i in dims} x_i     dx = dy / N broadcast back over dims
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn mean_keepdim(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.mean_keepdim(dims)?
+        };
+        let var = Var::record(value, "mean_keepdim", vec![self.clone()], || {
+            Box::new(MeanKeepdimBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Variance over `dims` (all dims when empty) with `correction` (1: unbiased, 0: population,
+    /// as PyTorch's `correction`); the dims are removed.
+    ///
+    /// ```text
+    /// y = sum (x - mean)^2 / (N - correction)     dx = 2 (x - mean) / (N - correction) dy
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn var(&self, dims: &[isize], correction: usize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.var(dims, correction)?
+        };
+        let var = Var::record(value, "var", vec![self.clone()], || {
+            Box::new(VarBackward { dims: dims.to_vec(), correction: correction, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Maximum over `dims` (all dims when empty), which are removed; tied maxima share the
+    /// gradient evenly (PyTorch's `amax`).
+    ///
+    /// ```text
+    /// y = max_{i in dims} x_i     dx_i = dy / k where x_i = y (k ties), else 0
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn max(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.max(dims)?
+        };
+        let var = Var::record(value, "max", vec![self.clone()], || {
+            Box::new(MaxBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Minimum over `dims` (all dims when empty), which are removed; tied minima share the
+    /// gradient evenly (PyTorch's `amin`).
+    ///
+    /// ```text
+    /// y = min_{i in dims} x_i     dx_i = dy / k where x_i = y (k ties), else 0
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn min(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.min(dims)?
+        };
+        let var = Var::record(value, "min", vec![self.clone()], || {
+            Box::new(MinBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// `ln sum exp` over `dims` (all dims when empty), which are removed; stable for large inputs.
+    ///
+    /// ```text
+    /// y = ln sum_{i in dims} e^(x_i)     dx = e^(x - y) dy   (a softmax)
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or repeated.
+    pub fn logsumexp(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.logsumexp(dims)?
+        };
+        let var = Var::record(value, "logsumexp", vec![self.clone()], || {
+            Box::new(LogsumexpBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Softmax along `dim`, shifted by the maximum for stability.
+    ///
+    /// ```text
+    /// y_i = e^(x_i - m) / sum_j e^(x_j - m)     dx = y (dy - sum_j dy_j y_j)
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range.
+    pub fn softmax(&self, dim: isize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.softmax(dim)?
+        };
+        let var = Var::record(value, "softmax", vec![self.clone()], || {
+            Box::new(SoftmaxBackward { dim: dim, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Log-softmax along `dim`, stable for large inputs.
+    ///
+    /// ```text
+    /// y_i = x_i - ln sum_j e^(x_j)     dx = dy - e^y sum_j dy_j
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range.
+    pub fn log_softmax(&self, dim: isize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.log_softmax(dim)?
+        };
+        let var = Var::record(value, "log_softmax", vec![self.clone()], || {
+            Box::new(LogSoftmaxBackward { dim: dim, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Sums a broadcast result back to `shape`: over leading dims it lacks and over dims where
+    /// `shape` has size 1.
+    ///
+    /// ```text
+    /// dx = dy broadcast to the input shape
+    /// ```
+    ///
+    /// # Errors
+    /// If `shape` does not broadcast to the input's shape.
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.sum_to_shape(shape)?
+        };
+        let var = Var::record(value, "sum_to_shape", vec![self.clone()], || {
+            Box::new(SumToShapeBackward { shape: shape.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Broadcasts to `shape` under NumPy's rules (PyTorch's `expand`), as a view.
+    ///
+    /// ```text
+    /// dx = sum_to(dy, input shape)
+    /// ```
+    ///
+    /// # Errors
+    /// If the input does not broadcast to `shape`.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.broadcast_to(shape)?
+        };
+        let var = Var::record(value, "broadcast_to", vec![self.clone()], || {
+            Box::new(BroadcastToBackward { shape: shape.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Matrix product with `numpy.matmul` semantics: 1-D operands are promoted and the added dim
+    /// removed, leading batch dims broadcast.
+    ///
+    /// ```text
+    /// Y = A B       dA = sum_to(dY B^T, A),  dB = sum_to(A^T dY, B)
+    /// ```
+    ///
+    /// # Errors
+    /// If the inner dims differ or the batch dims do not broadcast.
+    pub fn matmul(&self, other: &Var<T>) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            let other: &Tensor<T> = &other.value();
+            input.matmul(other)?
+        };
+        let var = Var::record(value, "matmul", vec![self.clone(), other.clone()], || {
+            Box::new(MatmulBackward { _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The same elements with another shape of equal element count (a view when contiguous).
+    ///
+    /// ```text
+    /// dx = dy reshaped to the input shape
+    /// ```
+    ///
+    /// # Errors
+    /// If the element counts differ.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.reshape(shape)?
+        };
+        let var = Var::record(value, "reshape", vec![self.clone()], || {
+            Box::new(ReshapeBackward { shape: shape.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Swaps two dims, as a view.
+    ///
+    /// ```text
+    /// dx = dy with the same two dims swapped back
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range.
+    pub fn transpose(&self, dim0: isize, dim1: isize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.transpose(dim0, dim1)?
+        };
+        let var = Var::record(value, "transpose", vec![self.clone()], || {
+            Box::new(TransposeBackward { dim0: dim0, dim1: dim1, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Reorders the dims, as a view: output dim `i` is input dim `dims[i]`.
+    ///
+    /// ```text
+    /// dx = dy permuted by the inverse permutation
+    /// ```
+    ///
+    /// # Errors
+    /// If `dims` is not a permutation of the input's dims.
+    pub fn permute(&self, dims: &[isize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.permute(dims)?
+        };
+        let var = Var::record(value, "permute", vec![self.clone()], || {
+            Box::new(PermuteBackward { dims: dims.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Removes `dim` if it has size 1 (otherwise returns the input unchanged, as PyTorch does).
+    ///
+    /// ```text
+    /// dx = dy reshaped to the input shape
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range.
+    pub fn squeeze_dim(&self, dim: isize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.squeeze_dim(dim)?
+        };
+        let var = Var::record(value, "squeeze_dim", vec![self.clone()], || {
+            Box::new(SqueezeDimBackward { dim: dim, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Inserts a dim of size 1 at `dim` (`-rank - 1 ..= rank`).
+    ///
+    /// ```text
+    /// dx = dy reshaped to the input shape
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range.
+    pub fn unsqueeze(&self, dim: isize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.unsqueeze(dim)?
+        };
+        let var = Var::record(value, "unsqueeze", vec![self.clone()], || {
+            Box::new(UnsqueezeBackward { dim: dim, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Merges dims `start..=end` into one.
+    ///
+    /// ```text
+    /// dx = dy reshaped to the input shape
+    /// ```
+    ///
+    /// # Errors
+    /// If a dim is out of range or `start > end`.
+    pub fn flatten(&self, start: isize, end: isize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.flatten(start, end)?
+        };
+        let var = Var::record(value, "flatten", vec![self.clone()], || {
+            Box::new(FlattenBackward { start: start, end: end, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The `len` entries of `dim` from `start`, as a view.
+    ///
+    /// ```text
+    /// dx = dy padded with zeros back to the input's extent along dim
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range or `start + len` exceeds its size.
+    pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.narrow(dim, start, len)?
+        };
+        let var = Var::record(value, "narrow", vec![self.clone()], || {
+            Box::new(NarrowBackward { dim: dim, start: start, len: len, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Entries `start, start + step, ...` below `end` along `dim`, as a view.
+    ///
+    /// ```text
+    /// dx = zeros of the input's shape with dy at the selected entries
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range, `step` is zero, or the range exceeds the dim.
+    pub fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.slice(dim, start, end, step)?
+        };
+        let var = Var::record(value, "slice", vec![self.clone()], || {
+            Box::new(SliceBackward { dim: dim, start: start, end: end, step: step, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Pads the last `pads.len()` dims with `value`: `pads[k] = (before, after)` in dim order.
+    ///
+    /// ```text
+    /// dx = dy narrowed back to the input's extent on each padded dim
+    /// ```
+    ///
+    /// # Errors
+    /// If there are more pairs than dims.
+    pub fn pad(&self, pads: &[(usize, usize)], value: T) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.pad(pads, value)?
+        };
+        let var = Var::record(value, "pad", vec![self.clone()], || {
+            Box::new(PadBackward { pads: pads.to_vec(), value: value, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Tiles the input `repeats[k]` times along each dim (PyTorch's `repeat`; extra leading
+    /// repeats add dims).
+    ///
+    /// ```text
+    /// dx = sum of dy over the tiles
+    /// ```
+    ///
+    /// # Errors
+    /// If there are fewer repeats than dims.
+    pub fn repeat(&self, repeats: &[usize]) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.repeat(repeats)?
+        };
+        let var = Var::record(value, "repeat", vec![self.clone()], || {
+            Box::new(RepeatBackward { repeats: repeats.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The entries of `dim` listed in the 1-D `index`, in that order (repeats allowed).
+    ///
+    /// ```text
+    /// dx = zeros with dy added at the selected entries (index_add)
+    /// ```
+    ///
+    /// # Errors
+    /// If `dim` is out of range, `index` is not 1-D, or an index is out of range.
+    pub fn index_select(&self, dim: isize, index: &IndexTensor) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.index_select(dim, index)?
+        };
+        let var = Var::record(value, "index_select", vec![self.clone()], || {
+            Box::new(IndexSelectBackward { dim: dim, index: index.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Adds the entries of `src` into the entries of `dim` listed in `index` (repeats add up).
+    ///
+    /// ```text
+    /// y = x;  y[.., index[i], ..] += src[.., i, ..]     dx = dy,  dsrc = dy.index_select(dim, index)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree or an index is out of range.
+    pub fn index_add(&self, dim: isize, index: &IndexTensor, src: &Var<T>) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            let src: &Tensor<T> = &src.value();
+            input.index_add(dim, index, src)?
+        };
+        let var = Var::record(value, "index_add", vec![self.clone(), src.clone()], || {
+            Box::new(IndexAddBackward { dim: dim, index: index.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Picks along `dim` by `index`, which has the input's rank (PyTorch's `gather`):
+    /// `y[i][j][k] = x[i][index[i][j][k]][k]` for dim 1.
+    ///
+    /// ```text
+    /// dx = zeros with dy scattered back and added (scatter_add)
+    /// ```
+    ///
+    /// # Errors
+    /// If the ranks differ, `index` is larger than the input outside `dim`, or an index is out of range.
+    pub fn gather(&self, dim: isize, index: &IndexTensor) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            input.gather(dim, index)?
+        };
+        let var = Var::record(value, "gather", vec![self.clone()], || {
+            Box::new(GatherBackward { dim: dim, index: index.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Adds `src` into the input at positions given by `index` along `dim` (PyTorch's
+    /// `scatter_add`): `y[i][index[i][j][k]][k] += src[i][j][k]` for dim 1.
+    ///
+    /// ```text
+    /// dx = dy,  dsrc = dy.gather(dim, index)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree or an index is out of range.
+    pub fn scatter_add(&self, dim: isize, index: &IndexTensor, src: &Var<T>) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            let src: &Tensor<T> = &src.value();
+            input.scatter_add(dim, index, src)?
+        };
+        let var = Var::record(value, "scatter_add", vec![self.clone(), src.clone()], || {
+            Box::new(ScatterAddBackward { dim: dim, index: index.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Looks up rows of this `(num_embeddings, dim)` table (PyTorch's `F.embedding`); the output
+    /// has shape `indices.shape + [dim]`. Rows whose index is `padding_idx` get no gradient.
+    ///
+    /// ```text
+    /// y[p] = W[indices[p]]     dW[r] = sum of dy[p] over p with indices[p] = r != padding_idx
+    /// ```
+    ///
+    /// # Errors
+    /// If the table is not 2-D or an index is out of range.
+    pub fn embedding(&self, indices: &IndexTensor, padding_idx: Option<usize>) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            Tensor::embedding(input, indices)?
+        };
+        let var = Var::record(value, "embedding", vec![self.clone()], || {
+            Box::new(EmbeddingBackward { indices: indices.clone(), padding_idx: padding_idx, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Sums rows of this gradient into a `(num_embeddings, dim)` table by `indices`, skipping
+    /// `padding_idx`: the backward of [`Var::embedding`], itself differentiable.
+    ///
+    /// ```text
+    /// y[r] = sum of x[p] over p with indices[p] = r     dx[p] = dy[indices[p]] (0 at padding_idx)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree or an index is out of range.
+    pub fn embedding_backward(&self, indices: &IndexTensor, num_embeddings: usize, padding_idx: Option<usize>) -> Result<Var<T>> {
+        let value = {
+            let input: &Tensor<T> = &self.value();
+            Tensor::embedding_backward(input, indices, num_embeddings, padding_idx)?
+        };
+        let var = Var::record(value, "embedding_backward", vec![self.clone()], || {
+            Box::new(EmbeddingBackwardBackward { indices: indices.clone(), num_embeddings: num_embeddings, padding_idx: padding_idx, _element: PhantomData })
         });
         Ok(var)
     }
@@ -1626,6 +2253,918 @@ impl<T: Element> Backward<T> for MaskedFillBackward<T> {
         let value = self.value;
         let grad_input = if input.requires_grad() {
             Some({ grad.masked_fill(mask, T::zero())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::sum_all`].
+struct SumAllBackward<T: Element> {
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SumAllBackward<T> {
+    fn name(&self) -> &'static str {
+        "sum_all"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let grad_input = if input.requires_grad() {
+            Some({ grad.broadcast_to(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::sum`].
+struct SumBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SumBackward<T> {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::sum_keepdim`].
+struct SumKeepdimBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SumKeepdimBackward<T> {
+    fn name(&self) -> &'static str {
+        "sum_keepdim"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.broadcast_to(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::mean_all`].
+struct MeanAllBackward<T: Element> {
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MeanAllBackward<T> {
+    fn name(&self) -> &'static str {
+        "mean_all"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let grad_input = if input.requires_grad() {
+            Some({ grad.broadcast_to(input.shape())?.mul_scalar(T::one() / T::from_usize(input.numel())) })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::mean`].
+struct MeanBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MeanBackward<T> {
+    fn name(&self) -> &'static str {
+        "mean"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul_scalar(T::from_usize(result.numel()) / T::from_usize(input.numel())) })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::mean_keepdim`].
+struct MeanKeepdimBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MeanKeepdimBackward<T> {
+    fn name(&self) -> &'static str {
+        "mean_keepdim"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.broadcast_to(input.shape())?.mul_scalar(T::from_usize(result.numel()) / T::from_usize(input.numel())) })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::var`].
+struct VarBackward<T: Element> {
+    dims: Vec<isize>,
+    correction: usize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for VarBackward<T> {
+    fn name(&self) -> &'static str {
+        "var"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let correction = self.correction;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::var_backward(input, grad, dims, correction)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::max`].
+struct MaxBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MaxBackward<T> {
+    fn name(&self) -> &'static str {
+        "max"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(&crate::rules::argmax_weight(input, result, dims)?)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::min`].
+struct MinBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MinBackward<T> {
+    fn name(&self) -> &'static str {
+        "min"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(&crate::rules::argmax_weight(input, result, dims)?)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::logsumexp`].
+struct LogsumexpBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for LogsumexpBackward<T> {
+    fn name(&self) -> &'static str {
+        "logsumexp"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(&input.sub(&crate::rules::expand_reduced(result, input.shape(), dims)?)?.exp())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::softmax`].
+struct SoftmaxBackward<T: Element> {
+    dim: isize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SoftmaxBackward<T> {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::softmax_backward(result, grad, dim)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::log_softmax`].
+struct LogSoftmaxBackward<T: Element> {
+    dim: isize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for LogSoftmaxBackward<T> {
+    fn name(&self) -> &'static str {
+        "log_softmax"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::log_softmax_backward(result, grad, dim)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::sum_to_shape`].
+struct SumToShapeBackward<T: Element> {
+    shape: Vec<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SumToShapeBackward<T> {
+    fn name(&self) -> &'static str {
+        "sum_to_shape"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let shape = &self.shape;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.broadcast_to(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::broadcast_to`].
+struct BroadcastToBackward<T: Element> {
+    shape: Vec<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for BroadcastToBackward<T> {
+    fn name(&self) -> &'static str {
+        "broadcast_to"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let shape = &self.shape;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.sum_to_shape(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::matmul`].
+struct MatmulBackward<T: Element> {
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MatmulBackward<T> {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let other = &inputs[1];
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::matmul_grad_lhs(input, other, grad)? })
+        } else {
+            None
+        };
+        let grad_other = if other.requires_grad() {
+            Some({ crate::rules::matmul_grad_rhs(input, other, grad)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_other])
+    }
+}
+
+/// Backward rule of [`Var::reshape`].
+struct ReshapeBackward<T: Element> {
+    shape: Vec<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for ReshapeBackward<T> {
+    fn name(&self) -> &'static str {
+        "reshape"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let shape = &self.shape;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.reshape(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::transpose`].
+struct TransposeBackward<T: Element> {
+    dim0: isize,
+    dim1: isize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for TransposeBackward<T> {
+    fn name(&self) -> &'static str {
+        "transpose"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim0 = self.dim0;
+        let dim1 = self.dim1;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.transpose(dim0, dim1)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::permute`].
+struct PermuteBackward<T: Element> {
+    dims: Vec<isize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for PermuteBackward<T> {
+    fn name(&self) -> &'static str {
+        "permute"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dims = &self.dims;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.permute(&crate::rules::inverse_permutation(dims, input.ndim())?)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::squeeze_dim`].
+struct SqueezeDimBackward<T: Element> {
+    dim: isize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SqueezeDimBackward<T> {
+    fn name(&self) -> &'static str {
+        "squeeze_dim"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.reshape(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::unsqueeze`].
+struct UnsqueezeBackward<T: Element> {
+    dim: isize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for UnsqueezeBackward<T> {
+    fn name(&self) -> &'static str {
+        "unsqueeze"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.reshape(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::flatten`].
+struct FlattenBackward<T: Element> {
+    start: isize,
+    end: isize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for FlattenBackward<T> {
+    fn name(&self) -> &'static str {
+        "flatten"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let start = self.start;
+        let end = self.end;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.reshape(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::narrow`].
+struct NarrowBackward<T: Element> {
+    dim: isize,
+    start: usize,
+    len: usize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for NarrowBackward<T> {
+    fn name(&self) -> &'static str {
+        "narrow"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let start = self.start;
+        let len = self.len;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::narrow_backward(grad, input.shape(), dim, start)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::slice`].
+struct SliceBackward<T: Element> {
+    dim: isize,
+    start: usize,
+    end: usize,
+    step: usize,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for SliceBackward<T> {
+    fn name(&self) -> &'static str {
+        "slice"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let start = self.start;
+        let end = self.end;
+        let step = self.step;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::slice_backward(grad, input.shape(), dim, start, step)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::pad`].
+struct PadBackward<T: Element> {
+    pads: Vec<(usize, usize)>,
+    value: T,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for PadBackward<T> {
+    fn name(&self) -> &'static str {
+        "pad"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let pads = &self.pads;
+        let value = self.value;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::pad_backward(grad, input.shape(), pads)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::repeat`].
+struct RepeatBackward<T: Element> {
+    repeats: Vec<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for RepeatBackward<T> {
+    fn name(&self) -> &'static str {
+        "repeat"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let repeats = &self.repeats;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::repeat_backward(grad, input.shape(), repeats)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::index_select`].
+struct IndexSelectBackward<T: Element> {
+    dim: isize,
+    index: IndexTensor,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for IndexSelectBackward<T> {
+    fn name(&self) -> &'static str {
+        "index_select"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let index = &self.index;
+        let grad_input = if input.requires_grad() {
+            Some({ Var::new(Tensor::zeros(input.shape())).index_add(dim, index, grad)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::index_add`].
+struct IndexAddBackward<T: Element> {
+    dim: isize,
+    index: IndexTensor,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for IndexAddBackward<T> {
+    fn name(&self) -> &'static str {
+        "index_add"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let src = &inputs[1];
+        let dim = self.dim;
+        let index = &self.index;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.clone() })
+        } else {
+            None
+        };
+        let grad_src = if src.requires_grad() {
+            Some({ grad.index_select(dim, index)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_src])
+    }
+}
+
+/// Backward rule of [`Var::gather`].
+struct GatherBackward<T: Element> {
+    dim: isize,
+    index: IndexTensor,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for GatherBackward<T> {
+    fn name(&self) -> &'static str {
+        "gather"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let dim = self.dim;
+        let index = &self.index;
+        let grad_input = if input.requires_grad() {
+            Some({ Var::new(Tensor::zeros(input.shape())).scatter_add(dim, index, grad)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::scatter_add`].
+struct ScatterAddBackward<T: Element> {
+    dim: isize,
+    index: IndexTensor,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for ScatterAddBackward<T> {
+    fn name(&self) -> &'static str {
+        "scatter_add"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let src = &inputs[1];
+        let dim = self.dim;
+        let index = &self.index;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.clone() })
+        } else {
+            None
+        };
+        let grad_src = if src.requires_grad() {
+            Some({ grad.gather(dim, index)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_src])
+    }
+}
+
+/// Backward rule of [`Var::embedding`].
+struct EmbeddingBackward<T: Element> {
+    indices: IndexTensor,
+    padding_idx: Option<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for EmbeddingBackward<T> {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let indices = &self.indices;
+        let padding_idx = self.padding_idx;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.embedding_backward(indices, input.shape()[0], padding_idx)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::embedding_backward`].
+struct EmbeddingBackwardBackward<T: Element> {
+    indices: IndexTensor,
+    num_embeddings: usize,
+    padding_idx: Option<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for EmbeddingBackwardBackward<T> {
+    fn name(&self) -> &'static str {
+        "embedding_backward"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let indices = &self.indices;
+        let num_embeddings = self.num_embeddings;
+        let padding_idx = self.padding_idx;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::embedding_lookup_masked(grad, indices, padding_idx)? })
         } else {
             None
         };

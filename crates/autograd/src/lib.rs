@@ -30,6 +30,7 @@ mod error;
 pub mod generated;
 mod gradcheck;
 mod mode;
+mod multi;
 mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -153,3 +153,110 @@ pub(crate) fn matmul_grad_rhs<T: Element>(a: &Var<T>, b: &Var<T>, grad: &Var<T>)
     let db = a2.transpose(-2, -1)?.matmul(&g2)?.sum_to_shape(b2.shape())?;
     db.reshape(b.shape())
 }
+
+/// The permutation that undoes `dims`.
+pub(crate) fn inverse_permutation(dims: &[isize], rank: usize) -> Result<Vec<isize>> {
+    let mut inverse = vec![0isize; rank];
+    for (i, &d) in dims.iter().enumerate() {
+        inverse[strata_tensor::normalize_dim("permute", d, rank)?] = i as isize;
+    }
+    Ok(inverse)
+}
+
+/// Zero-pads the gradient of `narrow` back to the input's extent along `dim`.
+pub(crate) fn narrow_backward<T: Element>(
+    grad: &Var<T>,
+    shape: &[usize],
+    dim: isize,
+    start: usize,
+) -> Result<Var<T>> {
+    let axis = strata_tensor::normalize_dim("narrow", dim, shape.len())?;
+    let len = grad.shape()[axis];
+    let mut pads = vec![(0, 0); shape.len() - axis];
+    pads[0] = (start, shape[axis] - start - len);
+    grad.pad(&pads, T::zero())
+}
+
+/// Places the gradient of a stepped `slice` back at its entries, zeros elsewhere: each entry
+/// is followed by `step - 1` zeros, then the run is cut or padded to the input's extent.
+pub(crate) fn slice_backward<T: Element>(
+    grad: &Var<T>,
+    shape: &[usize],
+    dim: isize,
+    start: usize,
+    step: usize,
+) -> Result<Var<T>> {
+    let axis = strata_tensor::normalize_dim("slice", dim, shape.len())?;
+    let count = grad.shape()[axis];
+    let mut spread = grad.clone();
+    if step > 1 {
+        let mut pads = vec![(0, 0); grad.ndim() + 1 - (axis + 1)];
+        pads[0] = (0, step - 1);
+        let mut wide = grad.shape().to_vec();
+        wide[axis] = count * step;
+        spread = grad.unsqueeze(axis as isize + 1)?.pad(&pads, T::zero())?.reshape(&wide)?;
+    }
+    let room = shape[axis] - start;
+    let run = spread.shape()[axis];
+    if run > room {
+        spread = spread.narrow(axis as isize, 0, room)?;
+    }
+    let mut pads = vec![(0, 0); shape.len() - axis];
+    pads[0] = (start, room - run.min(room));
+    spread.pad(&pads, T::zero())
+}
+
+/// Narrows the gradient of `pad` back to the input's extent on each padded dim.
+pub(crate) fn pad_backward<T: Element>(
+    grad: &Var<T>,
+    shape: &[usize],
+    pads: &[(usize, usize)],
+) -> Result<Var<T>> {
+    let lead = shape.len() - pads.len();
+    let mut out = grad.clone();
+    for (k, &(before, _)) in pads.iter().enumerate() {
+        out = out.narrow((lead + k) as isize, before, shape[lead + k])?;
+    }
+    Ok(out)
+}
+
+/// Sums the gradient of `repeat` over its tiles: view the output as (tiles, size) pairs per
+/// dim and reduce the tile axes.
+pub(crate) fn repeat_backward<T: Element>(
+    grad: &Var<T>,
+    shape: &[usize],
+    repeats: &[usize],
+) -> Result<Var<T>> {
+    let extra = repeats.len() - shape.len();
+    let mut split = Vec::with_capacity(2 * repeats.len());
+    let mut tile_dims = Vec::with_capacity(repeats.len());
+    for (k, &r) in repeats.iter().enumerate() {
+        let size = if k < extra { 1 } else { shape[k - extra] };
+        tile_dims.push(split.len() as isize);
+        split.push(r);
+        split.push(size);
+    }
+    grad.reshape(&split)?.sum(&tile_dims)?.reshape(shape)
+}
+
+/// Rows of `grad` looked up by `indices`, zero where the index is `padding_idx`.
+pub(crate) fn embedding_lookup_masked<T: Element>(
+    grad: &Var<T>,
+    indices: &strata_tensor::IndexTensor,
+    padding_idx: Option<usize>,
+) -> Result<Var<T>> {
+    let rows = grad.embedding(indices, None)?;
+    match padding_idx {
+        None => Ok(rows),
+        Some(p) => {
+            let keep: Vec<T> = indices
+                .as_slice()
+                .iter()
+                .map(|&i| if i == p { T::zero() } else { T::one() })
+                .collect();
+            let mut shape = indices.shape().to_vec();
+            shape.push(1);
+            rows.mul(&Var::new(Tensor::from_vec(keep, &shape)?))
+        }
+    }
+}

@@ -24,6 +24,8 @@ pub struct GradCase {
     pub shape: Vec<usize>,
     /// A mask shaped like the first input (1 = selected).
     pub mask: Tensor<f64>,
+    /// Indices shaped like the first input, valid along `dim`, for `gather` and `scatter_add`.
+    pub gather_index: IndexTensor,
 }
 
 /// Where input values are drawn from, to keep away from points where an op has no
@@ -107,7 +109,9 @@ fn case_from(shapes: &[Vec<usize>], domain: Domain, layouts: &[Layout], seed: u6
     let count = 1 + gen.below(5);
     let index = IndexTensor::from_slice(&(0..count).map(|_| gen.below(bound)).collect::<Vec<_>>());
     let mask = gen.bernoulli(&first, 0.5);
-    GradCase { inputs, dim, dims, index, shape: first, mask }
+    let picks = (0..first.iter().product::<usize>()).map(|_| gen.below(bound)).collect();
+    let gather_index = IndexTensor::from_vec(picks, &first).expect("bug: count matches shape");
+    GradCase { inputs, dim, dims, index, shape: first, mask, gather_index }
 }
 
 /// One input of rank 0 to 3.
@@ -160,6 +164,22 @@ pub fn matmul_pair() -> impl Strategy<Value = GradCase> {
             };
             case_from(&[lhs, rhs], Domain::Any, &[l0, l1], seed)
         })
+}
+
+/// A `(num_embeddings, dim)` table with at least 3 rows and indices of rank 1 or 2 into it
+/// (in `index`).
+pub fn embedding() -> impl Strategy<Value = GradCase> {
+    (3usize..=5, 1usize..=3, prop::collection::vec(1usize..=3, 1..=2), any::<u64>()).prop_map(
+        |(rows, width, index_shape, seed)| {
+            let mut case = case_from(&[vec![rows, width]], Domain::Any, &[Layout::Contiguous], seed);
+            let mut gen = Generator::new(seed ^ 0xe3b);
+            let count = index_shape.iter().product();
+            let picks = (0..count).map(|_| gen.below(rows)).collect();
+            case.index = IndexTensor::from_vec(picks, &index_shape).expect("bug: count matches");
+            case.dim = 0;
+            case
+        },
+    )
 }
 
 /// Runs [`gradcheck`] (and [`gradgradcheck`] when `second_order`) of `f` on `case`, with an

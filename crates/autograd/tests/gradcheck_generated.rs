@@ -5,7 +5,7 @@
 #![allow(clippy::all, unused_variables, unused_braces)]
 
 use proptest::prelude::*;
-use strata_autograd::testing::{check_op, strategies, GradCase};
+use strata_autograd::testing::*;
 use strata_autograd::{Result, Var};
 use strata_tensor::*;
 
@@ -46,6 +46,37 @@ const CHECKED: &[&str] = &[
     "minimum",
     "where_cond",
     "masked_fill",
+    "sum_all",
+    "sum",
+    "sum_keepdim",
+    "mean_all",
+    "mean",
+    "mean_keepdim",
+    "var",
+    "max",
+    "min",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "sum_to_shape",
+    "broadcast_to",
+    "matmul",
+    "reshape",
+    "transpose",
+    "permute",
+    "squeeze_dim",
+    "unsqueeze",
+    "flatten",
+    "narrow",
+    "slice",
+    "pad",
+    "repeat",
+    "index_select",
+    "index_add",
+    "gather",
+    "scatter_add",
+    "embedding",
+    "embedding_backward",
 ];
 
 #[test]
@@ -56,7 +87,7 @@ fn every_registered_op_has_a_gradient_check() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn neg(case in strategies::unary(Domain::Any)) {
+    fn neg(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].neg() }) };
         check_op("neg", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -65,7 +96,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn abs(case in strategies::unary(Domain::AwayFromZero)) {
+    fn abs(case in unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].abs() }) };
         check_op("abs", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -74,7 +105,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sign(case in strategies::unary(Domain::AwayFromZero)) {
+    fn sign(case in unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sign() }) };
         check_op("sign", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -83,7 +114,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn exp(case in strategies::unary(Domain::Any)) {
+    fn exp(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].exp() }) };
         check_op("exp", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -92,7 +123,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn ln(case in strategies::unary(Domain::Positive)) {
+    fn ln(case in unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].ln() }) };
         check_op("ln", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -101,7 +132,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn log1p(case in strategies::unary(Domain::Positive)) {
+    fn log1p(case in unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].log1p() }) };
         check_op("log1p", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -110,7 +141,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sqrt(case in strategies::unary(Domain::Positive)) {
+    fn sqrt(case in unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sqrt() }) };
         check_op("sqrt", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -119,7 +150,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn rsqrt(case in strategies::unary(Domain::Positive)) {
+    fn rsqrt(case in unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].rsqrt() }) };
         check_op("rsqrt", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -128,7 +159,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn powf(case in strategies::unary(Domain::Positive)) {
+    fn powf(case in unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].powf(1.7) }) };
         check_op("powf", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -137,7 +168,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn powi(case in strategies::unary(Domain::Any)) {
+    fn powi(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].powi(3) }) };
         check_op("powi", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -146,7 +177,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn square(case in strategies::unary(Domain::Any)) {
+    fn square(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].square() }) };
         check_op("square", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -155,7 +186,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sin(case in strategies::unary(Domain::Any)) {
+    fn sin(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sin() }) };
         check_op("sin", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -164,7 +195,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn cos(case in strategies::unary(Domain::Any)) {
+    fn cos(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].cos() }) };
         check_op("cos", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -173,7 +204,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn tanh(case in strategies::unary(Domain::Any)) {
+    fn tanh(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].tanh() }) };
         check_op("tanh", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -182,7 +213,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sigmoid(case in strategies::unary(Domain::Any)) {
+    fn sigmoid(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sigmoid() }) };
         check_op("sigmoid", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -191,7 +222,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn relu(case in strategies::unary(Domain::AwayFromZero)) {
+    fn relu(case in unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].relu() }) };
         check_op("relu", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -200,7 +231,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn leaky_relu(case in strategies::unary(Domain::AwayFromZero)) {
+    fn leaky_relu(case in unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].leaky_relu(0.1) }) };
         check_op("leaky_relu", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -209,7 +240,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn erf(case in strategies::unary(Domain::Any)) {
+    fn erf(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].erf() }) };
         check_op("erf", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -218,7 +249,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn gelu(case in strategies::unary(Domain::Any)) {
+    fn gelu(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gelu() }) };
         check_op("gelu", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -227,7 +258,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn gelu_tanh(case in strategies::unary(Domain::Any)) {
+    fn gelu_tanh(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gelu_tanh() }) };
         check_op("gelu_tanh", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -236,7 +267,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn silu(case in strategies::unary(Domain::Any)) {
+    fn silu(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].silu() }) };
         check_op("silu", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -245,7 +276,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn softplus(case in strategies::unary(Domain::Any)) {
+    fn softplus(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].softplus() }) };
         check_op("softplus", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -254,7 +285,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn clamp(case in strategies::unary(Domain::AwayFromZero)) {
+    fn clamp(case in unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].clamp(-1.0, 1.0) }) };
         check_op("clamp", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -263,7 +294,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn reciprocal(case in strategies::unary(Domain::Positive)) {
+    fn reciprocal(case in unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].reciprocal() }) };
         check_op("reciprocal", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -272,7 +303,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn add_scalar(case in strategies::unary(Domain::Any)) {
+    fn add_scalar(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add_scalar(0.5) }) };
         check_op("add_scalar", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -281,7 +312,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mul_scalar(case in strategies::unary(Domain::Any)) {
+    fn mul_scalar(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mul_scalar(-1.5) }) };
         check_op("mul_scalar", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -290,7 +321,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn add(case in strategies::binary(Domain::Any)) {
+    fn add(case in binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add(&x[1])? }) };
         check_op("add", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -299,7 +330,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sub(case in strategies::binary(Domain::Any)) {
+    fn sub(case in binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sub(&x[1])? }) };
         check_op("sub", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -308,7 +339,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mul(case in strategies::binary(Domain::Any)) {
+    fn mul(case in binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mul(&x[1])? }) };
         check_op("mul", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -317,7 +348,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn div(case in strategies::binary(Domain::Positive)) {
+    fn div(case in binary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].div(&x[1])? }) };
         check_op("div", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -326,7 +357,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn pow(case in strategies::binary(Domain::Positive)) {
+    fn pow(case in binary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].pow(&x[1])? }) };
         check_op("pow", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -335,7 +366,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn maximum(case in strategies::binary(Domain::Any)) {
+    fn maximum(case in binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].maximum(&x[1])? }) };
         check_op("maximum", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -344,7 +375,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn minimum(case in strategies::binary(Domain::Any)) {
+    fn minimum(case in binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].minimum(&x[1])? }) };
         check_op("minimum", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -353,7 +384,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn where_cond(case in strategies::same_shape_pair(Domain::Any)) {
+    fn where_cond(case in same_shape_pair(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].where_cond(&case.mask, &x[1])? }) };
         check_op("where_cond", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -362,8 +393,287 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn masked_fill(case in strategies::unary(Domain::Any)) {
+    fn masked_fill(case in unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].masked_fill(&case.mask, -3.0)? }) };
         check_op("masked_fill", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn sum_all(case in unary(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum_all() }) };
+        check_op("sum_all", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn sum(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum(&case.dims)? }) };
+        check_op("sum", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn sum_keepdim(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum_keepdim(&case.dims)? }) };
+        check_op("sum_keepdim", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn mean_all(case in unary(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean_all() }) };
+        check_op("mean_all", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn mean(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean(&case.dims)? }) };
+        check_op("mean", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn mean_keepdim(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean_keepdim(&case.dims)? }) };
+        check_op("mean_keepdim", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn var(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].var(&case.dims, 0)? }) };
+        check_op("var", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn max(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].max(&case.dims)? }) };
+        check_op("max", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn min(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].min(&case.dims)? }) };
+        check_op("min", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn logsumexp(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].logsumexp(&case.dims)? }) };
+        check_op("logsumexp", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn softmax(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].softmax(case.dim)? }) };
+        check_op("softmax", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn log_softmax(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].log_softmax(case.dim)? }) };
+        check_op("log_softmax", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn sum_to_shape(case in binary(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add(&x[1])?.sum_to_shape(case.inputs[1].shape())? }) };
+        check_op("sum_to_shape", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn broadcast_to(case in binary(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[1].broadcast_to(&strata_tensor::broadcast_shapes("t", x[0].shape(), x[1].shape())?)? }) };
+        check_op("broadcast_to", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn matmul(case in matmul_pair()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].matmul(&x[1])? }) };
+        check_op("matmul", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn reshape(case in unary(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].reshape(&[x[0].numel(), 1])? }) };
+        check_op("reshape", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn transpose(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].transpose(0, case.dim)? }) };
+        check_op("transpose", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn permute(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].permute(&(0..x[0].ndim() as isize).rev().collect::<Vec<_>>())? }) };
+        check_op("permute", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn squeeze_dim(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].squeeze_dim(case.dim)? }) };
+        check_op("squeeze_dim", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn unsqueeze(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].unsqueeze(case.dim)? }) };
+        check_op("unsqueeze", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn flatten(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].flatten(0, -1)? }) };
+        check_op("flatten", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn narrow(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?]; x[0].narrow(case.dim, n / 2, n - n / 2)? } }) };
+        check_op("narrow", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn slice(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?]; x[0].slice(case.dim, n / 3, n, 2)? } }) };
+        check_op("slice", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn pad(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].pad(&[(1, 2)], 0.5)? }) };
+        check_op("pad", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn repeat(case in unary(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].repeat(&vec![2; x[0].ndim() + 1])? }) };
+        check_op("repeat", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn index_select(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].index_select(case.dim, &case.index)? }) };
+        check_op("index_select", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn index_add(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].index_add(case.dim, &case.index, &x[0].index_select(case.dim, &case.index)?.mul_scalar(2.0))? }) };
+        check_op("index_add", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn gather(case in reduce(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gather(case.dim, &case.gather_index)? }) };
+        check_op("gather", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn scatter_add(case in same_shape_pair(Domain::Any)) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].scatter_add(case.dim, &case.gather_index, &x[1])? }) };
+        check_op("scatter_add", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn embedding(case in embedding()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, Some(0))? }) };
+        check_op("embedding", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn embedding_backward(case in embedding()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)?.embedding_backward(&case.index, 3, Some(1))? }) };
+        check_op("embedding_backward", &case, f, false).map_err(TestCaseError::fail)?;
     }
 }
