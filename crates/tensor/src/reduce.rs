@@ -594,3 +594,334 @@ fn var_cols<T: Element>(c: &ColBlock<'_, T>, out: &mut [T], correction: usize) {
     let divisor = var_divisor::<T>(c.len, correction);
     out.iter_mut().for_each(|o| *o /= divisor);
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::shape::numel;
+
+    /// `x` grouped by output position of a reduction over `axes`: the group of each element
+    /// (in row-major order) and the elements of each group, in row-major order.
+    pub(super) fn naive_groups(x: &Tensor<f64>, axes: &[usize]) -> (Vec<usize>, Vec<Vec<f64>>) {
+        let kept: Vec<usize> = (0..x.ndim()).filter(|a| !axes.contains(a)).collect();
+        let n_groups = kept.iter().map(|&a| x.shape()[a]).product();
+        let mut groups = vec![Vec::new(); n_groups];
+        let mut group_of = Vec::with_capacity(x.numel());
+        for (index, &v) in x.view().indexed_iter() {
+            let g = kept.iter().fold(0, |acc, &a| acc * x.shape()[a] + index[a]);
+            groups[g].push(v);
+            group_of.push(g);
+        }
+        (group_of, groups)
+    }
+
+    /// A view of `base` with its axes reordered by `order`, sharing storage (not contiguous
+    /// unless `order` is the identity).
+    pub(super) fn permuted_view(base: &Tensor<f64>, order: &[usize]) -> Tensor<f64> {
+        let shape = order.iter().map(|&a| base.shape()[a]).collect();
+        let strides = order.iter().map(|&a| base.strides()[a]).collect();
+        base.restride(shape, strides, 0)
+    }
+
+    /// Equal within `tol` relative to `max(|b|, 1)`, or both NaN, or the same infinity.
+    pub(super) fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * b.abs().max(1.0)
+    }
+
+    fn naive_var(xs: &[f64], correction: usize) -> f64 {
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
+        ss / xs.len().saturating_sub(correction) as f64
+    }
+
+    fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {
+        Tensor::from_vec(data.to_vec(), shape).unwrap()
+    }
+
+    /// A tensor on a small drawn shape, a view of it with permuted axes, a subset of its dims
+    /// (as a mask) and whether to spell the dims negatively.
+    fn reduction_case() -> impl Strategy<Value = (Tensor<f64>, Vec<bool>, bool)> {
+        prop::collection::vec(1usize..=4, 1..=4).prop_flat_map(|shape| {
+            let rank = shape.len();
+            (
+                prop::collection::vec(-10.0f64..10.0, numel(&shape)),
+                Just((0..rank).collect::<Vec<usize>>()).prop_shuffle(),
+                prop::collection::vec(any::<bool>(), rank),
+                any::<bool>(),
+            )
+                .prop_map(move |(data, order, mask, negative)| {
+                    let base = Tensor::from_vec(data, &shape).unwrap();
+                    (permuted_view(&base, &order), mask, negative)
+                })
+        })
+    }
+
+    fn dims_of(mask: &[bool], negative: bool) -> Vec<isize> {
+        let rank = mask.len() as isize;
+        (0..rank)
+            .filter(|&d| mask[d as usize])
+            .map(|d| if negative { d - rank } else { d })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn reductions_match_naive_f64_loops(
+            (x, mask, negative) in reduction_case(),
+            keepdim in any::<bool>(),
+            correction in 0usize..=1,
+        ) {
+            let dims = dims_of(&mask, negative);
+            let axes: Vec<usize> = if dims.is_empty() {
+                (0..x.ndim()).collect()
+            } else {
+                (0..x.ndim()).filter(|&a| mask[a]).collect()
+            };
+            let (_, groups) = naive_groups(&x, &axes);
+            let shape = reduced_shape(x.shape(), &axes, keepdim);
+            type Naive = Box<dyn Fn(&[f64]) -> f64>;
+            let cases: Vec<(Reduction, Naive)> = vec![
+                (Reduction::Sum, Box::new(|g: &[f64]| g.iter().sum())),
+                (Reduction::Mean, Box::new(|g: &[f64]| g.iter().sum::<f64>() / g.len() as f64)),
+                (Reduction::Max, Box::new(|g: &[f64]| g.iter().copied().fold(f64::MIN, f64::max))),
+                (Reduction::Min, Box::new(|g: &[f64]| g.iter().copied().fold(f64::MAX, f64::min))),
+                (Reduction::Var { correction }, Box::new(move |g: &[f64]| naive_var(g, correction))),
+                (Reduction::LogSumExp, Box::new(|g: &[f64]| g.iter().map(|v| v.exp()).sum::<f64>().ln())),
+            ];
+
+            for (kind, naive) in cases {
+                let got = x.reduce(kind, &dims, keepdim).unwrap();
+
+                prop_assert_eq!(got.shape(), &shape[..], "{:?}", kind);
+                for (g, group) in got.to_vec().iter().zip(&groups) {
+                    let expected = naive(group);
+                    prop_assert!(close(*g, expected, 1e-12), "{:?}: {} vs {}", kind, g, expected);
+                }
+            }
+        }
+
+        #[test]
+        fn argmax_and_max_dim_match_naive_first_position(
+            (x, mask, negative) in reduction_case(),
+            keepdim in any::<bool>(),
+        ) {
+            let axis = mask.iter().position(|&m| m).unwrap_or(0);
+            let dim = if negative { axis as isize - x.ndim() as isize } else { axis as isize };
+            let (_, groups) = naive_groups(&x, &[axis]);
+
+            let arg = if keepdim { x.argmax_keepdim(dim) } else { x.argmax(dim) }.unwrap();
+            let arg_min = x.argmin(dim).unwrap();
+            let (values, indices) = x.max_dim(dim).unwrap();
+
+            prop_assert_eq!(arg.shape(), &reduced_shape(x.shape(), &[axis], keepdim)[..]);
+            for (k, group) in groups.iter().enumerate() {
+                let best = group.iter().copied().fold(f64::MIN, f64::max);
+                let least = group.iter().copied().fold(f64::MAX, f64::min);
+                prop_assert_eq!(arg.as_slice()[k], group.iter().position(|&v| v == best).unwrap());
+                prop_assert_eq!(arg_min.as_slice()[k], group.iter().position(|&v| v == least).unwrap());
+                prop_assert_eq!(values.to_vec()[k], best);
+                prop_assert_eq!(indices.as_slice()[k], arg.as_slice()[k]);
+            }
+        }
+    }
+
+    #[test]
+    fn sum_all_and_mean_all_cover_every_element() {
+        let x = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+
+        assert_eq!(x.sum_all().shape(), &[] as &[usize]);
+        assert_eq!(x.sum_all().item().unwrap(), 21.0);
+        assert_eq!(x.mean_all().item().unwrap(), 3.5);
+        assert_eq!(x.sum(&[]).unwrap().item().unwrap(), 21.0);
+        assert_eq!(x.var_all(0).item().unwrap(), 35.0 / 12.0);
+        assert_eq!(x.std_all(1).item().unwrap(), 3.5f64.sqrt());
+    }
+
+    #[test]
+    fn keepdim_keeps_reduced_dims_with_size_one() {
+        let x = Tensor::<f32>::ones(&[2, 3, 4]);
+
+        let y = x.sum_keepdim(&[0, -1]).unwrap();
+
+        assert_eq!(y.shape(), &[1, 3, 1]);
+        assert_eq!(y.to_vec(), vec![8.0; 3]);
+    }
+
+    #[test]
+    fn reductions_see_broadcast_views_element_by_element() {
+        // A (3, 4) view that repeats one row of 4 three times through a zero stride.
+        let row = t(&[1., 2., 3., 4.], &[4]);
+        let x = row.restride(vec![3, 4], vec![0, 1], 0);
+
+        assert_eq!(x.sum(&[0]).unwrap().to_vec(), vec![3., 6., 9., 12.]);
+        assert_eq!(x.sum(&[1]).unwrap().to_vec(), vec![10.; 3]);
+        assert_eq!(x.max_all().unwrap().item().unwrap(), 4.0);
+    }
+
+    #[test]
+    fn scalar_tensors_reduce_over_dim_zero_like_pytorch() {
+        let x = Tensor::scalar(3.0f64);
+
+        assert_eq!(x.sum(&[0]).unwrap().item().unwrap(), 3.0);
+        assert_eq!(x.sum_keepdim(&[-1]).unwrap().shape(), &[] as &[usize]);
+        assert_eq!(x.argmax(0).unwrap().as_slice(), &[0]);
+        assert!(x.sum(&[1]).is_err());
+    }
+
+    #[test]
+    fn empty_reductions_follow_pytorch() {
+        let x = Tensor::<f32>::zeros(&[0, 3]);
+
+        assert_eq!(x.sum_all().item().unwrap(), 0.0);
+        assert!(x.mean_all().item().unwrap().is_nan());
+        assert_eq!(x.sum(&[0]).unwrap().to_vec(), vec![0.0; 3]);
+        assert_eq!(
+            x.logsumexp(&[0]).unwrap().to_vec(),
+            vec![f32::NEG_INFINITY; 3]
+        );
+        assert_eq!(x.max(&[1]).unwrap().shape(), &[0]);
+        assert_eq!(
+            x.max(&[0]).unwrap_err().to_string(),
+            "max: cannot reduce over dim 0 of size 0 in shape [0, 3]"
+        );
+        assert!(x.max_all().is_err());
+        assert!(x.argmax(0).is_err());
+    }
+
+    #[test]
+    fn bad_dims_are_rejected_naming_the_op() {
+        let x = Tensor::<f32>::ones(&[2, 3]);
+
+        assert_eq!(
+            x.sum(&[2]).unwrap_err().to_string(),
+            "sum: dim 2 out of range for rank 2"
+        );
+        assert_eq!(
+            x.var_keepdim(&[1, -1], 1).unwrap_err().to_string(),
+            "var_keepdim: dim -1 repeated in [1, -1]"
+        );
+        assert!(x.argmin(-3).is_err());
+    }
+
+    #[test]
+    fn var_divides_by_n_minus_correction_as_pytorch() {
+        let x = t(&[1., 2.], &[2]);
+        let flat = t(&[1., 1.], &[2]);
+
+        assert_eq!(x.var(&[0], 1).unwrap().item().unwrap(), 0.5);
+        assert_eq!(x.var(&[0], 0).unwrap().item().unwrap(), 0.25);
+        assert_eq!(x.var(&[0], 3).unwrap().item().unwrap(), f64::INFINITY);
+        assert!(flat.var(&[0], 2).unwrap().item().unwrap().is_nan());
+        assert_eq!(x.std(&[0], 0).unwrap().item().unwrap(), 0.5);
+    }
+
+    #[test]
+    fn var_stays_accurate_for_a_large_mean() {
+        // A one-pass `E[x^2] - E[x]^2` would lose every digit here in f32.
+        let x =
+            Tensor::from_vec(vec![1e4f32 + 1.0, 1e4 - 1.0, 1e4 + 1.0, 1e4 - 1.0], &[4]).unwrap();
+
+        assert_eq!(x.var(&[0], 0).unwrap().item().unwrap(), 1.0);
+    }
+
+    #[test]
+    fn max_min_and_logsumexp_propagate_nan_and_infinities() {
+        let x = t(&[1., f64::NAN, 3.], &[3]);
+        let inf = t(&[f64::INFINITY, 1.], &[2]);
+        let masked = t(&[f64::NEG_INFINITY, f64::NEG_INFINITY], &[2]);
+
+        assert!(x.max(&[0]).unwrap().item().unwrap().is_nan());
+        assert!(x.min(&[0]).unwrap().item().unwrap().is_nan());
+        assert_eq!(x.argmax(0).unwrap().as_slice(), &[1]);
+        assert_eq!(x.argmin(0).unwrap().as_slice(), &[1]);
+        assert!(x.logsumexp(&[0]).unwrap().item().unwrap().is_nan());
+        assert_eq!(inf.logsumexp(&[0]).unwrap().item().unwrap(), f64::INFINITY);
+        assert_eq!(
+            masked.logsumexp(&[0]).unwrap().item().unwrap(),
+            f64::NEG_INFINITY
+        );
+    }
+
+    #[test]
+    fn argmax_takes_first_of_ties_along_any_dim() {
+        let x = t(&[1., 3., 3., 3., 3., 0.], &[2, 3]);
+
+        let (values, indices) = x.max_dim_keepdim(0).unwrap();
+        let (low, low_at) = x.min_dim(1).unwrap();
+
+        assert_eq!(x.argmax(1).unwrap().as_slice(), &[1, 0]);
+        assert_eq!(indices.shape(), &[1, 3]);
+        assert_eq!(indices.as_slice(), &[1, 0, 0]);
+        assert_eq!(values.to_vec(), vec![3., 3., 3.]);
+        assert_eq!(low.to_vec(), vec![1., 0.]);
+        assert_eq!(low_at.as_slice(), &[0, 2]);
+        assert_eq!(x.argmin_keepdim(0).unwrap().shape(), &[1, 3]);
+    }
+
+    #[test]
+    fn sum_to_shape_undoes_broadcasting() {
+        let data: Vec<f64> = (0..24).map(f64::from).collect();
+        let x = t(&data, &[4, 2, 3]);
+
+        let bias = x.sum_to_shape(&[3]).unwrap();
+        let column = x.sum_to_shape(&[2, 1]).unwrap();
+        let middle = x.sum_to_shape(&[4, 1, 3]).unwrap();
+        let scalar = x.sum_to_shape(&[]).unwrap();
+        let same = x.sum_to_shape(&[4, 2, 3]).unwrap();
+
+        assert_eq!(bias.to_vec(), x.sum(&[0, 1]).unwrap().to_vec());
+        assert_eq!(column.shape(), &[2, 1]);
+        assert_eq!(column.to_vec(), x.sum(&[0, 2]).unwrap().to_vec());
+        assert_eq!(middle.to_vec(), x.sum(&[1]).unwrap().to_vec());
+        assert_eq!(scalar.item().unwrap(), 276.0);
+        assert!(same.shares_storage_with(&x));
+    }
+
+    #[test]
+    fn sum_to_shape_rejects_shapes_that_do_not_broadcast() {
+        let x = Tensor::<f32>::ones(&[2, 3]);
+
+        assert_eq!(
+            x.sum_to_shape(&[2]).unwrap_err().to_string(),
+            "sum_to_shape: cannot broadcast [2, 3] with [2]"
+        );
+        assert!(x.sum_to_shape(&[1, 2, 3]).is_err());
+        assert!(x.sum_to_shape(&[3, 3]).is_err());
+    }
+
+    #[test]
+    fn reductions_give_the_same_bits_on_one_and_two_threads() {
+        let mut gen = crate::Generator::new(7);
+        let big: Tensor<f32> = gen.randn(&[1 << 20]);
+        let square = Tensor::from_vec(big.to_vec(), &[1024, 1024]).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                vec![
+                    big.sum_all().to_vec(),
+                    big.var_all(1).to_vec(),
+                    square.sum(&[0]).unwrap().to_vec(),
+                    square.mean(&[1]).unwrap().to_vec(),
+                    square.logsumexp(&[0]).unwrap().to_vec(),
+                    square.softmax(-1).unwrap().to_vec(),
+                    square.log_softmax(0).unwrap().to_vec(),
+                ]
+            })
+        };
+        let bits = |v: Vec<Vec<f32>>| -> Vec<Vec<u32>> {
+            v.into_iter()
+                .map(|xs| xs.into_iter().map(f32::to_bits).collect())
+                .collect()
+        };
+
+        let one = bits(run(1));
+        let two = bits(run(2));
+
+        assert_eq!(one, two);
+    }
+}

@@ -254,3 +254,159 @@ fn max_and_log_sum_cols<T: Element>(c: &ColBlock<'_, T>, out: &mut [(T, T, T)]) 
         *o = (m, s, s.ln());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::reduce::tests::{close, naive_groups, permuted_view};
+    use crate::shape::numel;
+    use crate::Generator;
+
+    /// Softmax along `axis` in f64 by the textbook formula, for logits small enough not to
+    /// overflow.
+    fn naive_softmax(x: &Tensor<f64>, axis: usize) -> Vec<f64> {
+        let (group_of, groups) = naive_groups(x, &[axis]);
+        let sums: Vec<f64> = groups
+            .iter()
+            .map(|g| g.iter().map(|v| v.exp()).sum())
+            .collect();
+        x.to_vec()
+            .iter()
+            .zip(&group_of)
+            .map(|(v, &g)| v.exp() / sums[g])
+            .collect()
+    }
+
+    /// `sum(g * f(x))` perturbed element by element, against `grad` from a backward kernel.
+    fn check_gradient(
+        x: &Tensor<f64>,
+        g: &Tensor<f64>,
+        f: impl Fn(&Tensor<f64>) -> Tensor<f64>,
+        grad: &Tensor<f64>,
+    ) {
+        let h = 1e-6;
+        let loss = |x: &Tensor<f64>| f(x).mul(g).unwrap().sum_all().item().unwrap();
+        for (i, &analytic) in grad.to_vec().iter().enumerate() {
+            let mut plus = x.contiguous();
+            plus.data_mut()[i] += h;
+            let mut minus = x.contiguous();
+            minus.data_mut()[i] -= h;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
+            assert!(
+                (numeric - analytic).abs() <= 1e-6 * numeric.abs().max(1.0),
+                "element {i}: finite difference {numeric} vs backward {analytic}"
+            );
+        }
+    }
+
+    fn softmax_case() -> impl Strategy<Value = (Tensor<f64>, usize)> {
+        prop::collection::vec(1usize..=5, 1..=4).prop_flat_map(|shape| {
+            let rank = shape.len();
+            (
+                prop::collection::vec(-20.0f64..20.0, numel(&shape)),
+                Just((0..rank).collect::<Vec<usize>>()).prop_shuffle(),
+                0..rank,
+            )
+                .prop_map(move |(data, order, axis)| {
+                    let base = Tensor::from_vec(data, &shape).unwrap();
+                    (permuted_view(&base, &order), axis)
+                })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn softmax_matches_f64_reference_and_sums_to_one((x, axis) in softmax_case()) {
+            let dim = axis as isize;
+            let expected = naive_softmax(&x, axis);
+
+            let y = x.softmax(dim).unwrap();
+            let log_y = x.log_softmax(dim - x.ndim() as isize).unwrap();
+            let totals = y.sum(&[dim]).unwrap();
+
+            prop_assert_eq!(y.shape(), x.shape());
+            for ((&got, &log_got), &want) in y.to_vec().iter().zip(&log_y.to_vec()).zip(&expected) {
+                prop_assert!(close(got, want, 1e-12), "{} vs {}", got, want);
+                prop_assert!(close(log_got, want.ln(), 1e-12), "{} vs {}", log_got, want.ln());
+            }
+            for total in totals.to_vec() {
+                prop_assert!((total - 1.0).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_of_large_logits_stays_finite_and_correct() {
+        let x = Tensor::from_vec(vec![1e4f32, -1e4, 1e4 - 1.0, 0.0], &[1, 4]).unwrap();
+        let x_col = Tensor::from_vec(x.to_vec(), &[4, 1]).unwrap();
+        let e = (-1.0f64).exp();
+        let expected = [1.0 / (1.0 + e), 0.0, e / (1.0 + e), 0.0];
+
+        let y = x.softmax(-1).unwrap().to_vec();
+        let y_col = x_col.softmax(0).unwrap().to_vec();
+        let log_y = x.log_softmax(-1).unwrap().to_vec();
+
+        for k in 0..4 {
+            assert!((f64::from(y[k]) - expected[k]).abs() < 1e-6, "{y:?}");
+            assert_eq!(y[k], y_col[k]);
+        }
+        assert!(log_y.iter().all(|v| v.is_finite()), "{log_y:?}");
+        let lse = e.ln_1p();
+        assert!((f64::from(log_y[0]) + lse).abs() < 1e-6);
+        assert!((f64::from(log_y[1]) + 2e4 + lse).abs() < 1e-2);
+    }
+
+    #[test]
+    fn softmax_of_all_neg_inf_row_is_nan_as_in_pytorch() {
+        // Masked attention rows: partly masked rows give zeros at -inf; a fully masked row has
+        // no finite maximum to subtract and gives NaN, which is what PyTorch returns too.
+        let inf = f64::NEG_INFINITY;
+        let x = Tensor::from_vec(vec![inf, 0.0, 0.0, inf, inf, inf], &[2, 3]).unwrap();
+        let x_col = Tensor::from_vec(vec![inf, inf, 0.0, inf, 0.0, inf], &[3, 2]).unwrap();
+
+        let y = x.softmax(1).unwrap().to_vec();
+        let y_col = x_col.softmax(0).unwrap().to_vec();
+        let log_y = x.log_softmax(1).unwrap().to_vec();
+
+        assert_eq!(&y[..3], &[0.0, 0.5, 0.5]);
+        assert!(y[3..].iter().all(|v| v.is_nan()));
+        assert_eq!(&log_y[..3], &[inf, -(2f64.ln()), -(2f64.ln())]);
+        assert!(log_y[3..].iter().all(|v| v.is_nan()));
+        assert_eq!(y_col[0], 0.0);
+        assert_eq!(y_col[2], 0.5);
+        assert!(y_col[1].is_nan() && y_col[3].is_nan() && y_col[5].is_nan());
+    }
+
+    #[test]
+    fn backward_kernels_match_central_differences() {
+        let mut gen = Generator::new(3);
+        for (shape, dim) in [(vec![3, 5], -1), (vec![3, 5], 0), (vec![2, 3, 4], 1)] {
+            let x: Tensor<f64> = gen.randn(&shape);
+            let g: Tensor<f64> = gen.randn(&shape);
+
+            let y = x.softmax(dim).unwrap();
+            let log_y = x.log_softmax(dim).unwrap();
+            let grad = softmax_backward(&y, &g, dim).unwrap();
+            let log_grad = log_softmax_backward(&log_y, &g, dim).unwrap();
+
+            check_gradient(&x, &g, |x| x.softmax(dim).unwrap(), &grad);
+            check_gradient(&x, &g, |x| x.log_softmax(dim).unwrap(), &log_grad);
+        }
+    }
+
+    #[test]
+    fn backward_kernels_reject_mismatched_shapes() {
+        let y = Tensor::<f32>::ones(&[2, 3]);
+        let g = Tensor::<f32>::ones(&[3, 2]);
+
+        let err = softmax_backward(&y, &g, -1).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            "softmax_backward: y and grad_y must have the same shape (lhs [2, 3], rhs [3, 2])"
+        );
+        assert!(log_softmax_backward(&y, &y, 2).is_err());
+    }
+}
