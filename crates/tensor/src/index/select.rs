@@ -293,6 +293,7 @@ fn walk(shape: &[usize], a: &[usize], b: &[usize], mut f: impl FnMut(usize, usiz
 
 #[cfg(test)]
 mod tests {
+    use ndarray::Dimension;
     use proptest::prelude::*;
 
     use super::*;

@@ -677,14 +677,18 @@ mod tests {
 
     #[test]
     fn reshape_merging_untouched_dims_of_a_transpose_is_a_view() {
-        let x = iota(&[2, 3, 4]).transpose(0, 2).unwrap();
+        let x = iota(&[2, 3, 4, 5]).transpose(0, 1).unwrap();
 
-        let merged = x.reshape(&[4, 6]).unwrap();
-        let tangled = x.reshape(&[24]).unwrap();
+        let merged = x.reshape(&[3, 2, 20]).unwrap();
+        let split = x.reshape(&[3, 2, 2, 2, 5]).unwrap();
+        let tangled = x.reshape(&[6, 20]).unwrap();
 
         assert!(merged.shares_storage_with(&x));
+        assert!(split.shares_storage_with(&x));
         assert!(!tangled.shares_storage_with(&x));
         assert_eq!(merged.to_vec(), x.to_vec());
+        assert_eq!(split.to_vec(), x.to_vec());
+        assert_eq!(tangled.to_vec(), x.to_vec());
     }
 
     #[test]
