@@ -98,6 +98,11 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// Where the first element of this view sits in the shared storage, in elements.
+    pub(crate) fn offset(&self) -> usize {
+        self.offset
+    }
+
     /// Takes ownership of an ndarray array.
     pub fn from_array(array: ArrayD<T>) -> Self {
         let shape = array.shape().to_vec();
