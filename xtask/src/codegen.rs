@@ -206,8 +206,8 @@ fn render_method(out: &mut String, op: &Op) -> anyhow::Result<()> {
     let ret = if op.fallible { format!("Result<{value_ty}>") } else { value_ty };
     let _ = writeln!(out, "    pub fn {}(&self{params}) -> {ret} {{", op.name);
     let binding = match &extra {
-        Some(e) => format!("(value, {})", e.name),
-        None => "value".to_string(),
+        Some(e) => format!("(forward_output, {})", e.name),
+        None => "forward_output".to_string(),
     };
     let _ = writeln!(out, "        let {binding} = {{");
     let _ = writeln!(out, "            let input: &Tensor<T> = &self.value();");
@@ -237,7 +237,7 @@ fn render_method(out: &mut String, op: &Op) -> anyhow::Result<()> {
     fields.push("_element: PhantomData".to_string());
     let _ = writeln!(
         out,
-        "        let var = Var::record(value, {:?}, vec![{}], || {{\n            \
+        "        let var = Var::record(forward_output, {:?}, vec![{}], || {{\n            \
          Box::new({}Backward {{ {} }})\n        }});",
         op.name,
         inputs.join(", "),

@@ -81,6 +81,18 @@ pub const OPS: &[&str] = &[
     "scatter_add",
     "embedding",
     "embedding_backward",
+    "conv2d",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv1d",
+    "conv1d_backward_input",
+    "conv1d_backward_weight",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
 ];
 
 impl<T: Element> Var<T> {
@@ -90,11 +102,11 @@ impl<T: Element> Var<T> {
     /// y = -x        dx = -dy
     /// ```
     pub fn neg(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.neg()
         };
-        let var = Var::record(value, "neg", vec![self.clone()], || {
+        let var = Var::record(forward_output, "neg", vec![self.clone()], || {
             Box::new(NegBackward { _element: PhantomData })
         });
         var
@@ -106,11 +118,11 @@ impl<T: Element> Var<T> {
     /// y = |x|       dx = sign(x) dy     (0 at x = 0)
     /// ```
     pub fn abs(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.abs()
         };
-        let var = Var::record(value, "abs", vec![self.clone()], || {
+        let var = Var::record(forward_output, "abs", vec![self.clone()], || {
             Box::new(AbsBackward { _element: PhantomData })
         });
         var
@@ -122,11 +134,11 @@ impl<T: Element> Var<T> {
     /// y = sign(x)   dx = 0
     /// ```
     pub fn sign(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sign()
         };
-        let var = Var::record(value, "sign", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sign", vec![self.clone()], || {
             Box::new(SignBackward { _element: PhantomData })
         });
         var
@@ -138,11 +150,11 @@ impl<T: Element> Var<T> {
     /// y = e^x       dx = y dy
     /// ```
     pub fn exp(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.exp()
         };
-        let var = Var::record(value, "exp", vec![self.clone()], || {
+        let var = Var::record(forward_output, "exp", vec![self.clone()], || {
             Box::new(ExpBackward { _element: PhantomData })
         });
         var
@@ -154,11 +166,11 @@ impl<T: Element> Var<T> {
     /// y = ln x      dx = dy / x
     /// ```
     pub fn ln(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.ln()
         };
-        let var = Var::record(value, "ln", vec![self.clone()], || {
+        let var = Var::record(forward_output, "ln", vec![self.clone()], || {
             Box::new(LnBackward { _element: PhantomData })
         });
         var
@@ -170,11 +182,11 @@ impl<T: Element> Var<T> {
     /// y = ln(1 + x)     dx = dy / (1 + x)
     /// ```
     pub fn log1p(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.log1p()
         };
-        let var = Var::record(value, "log1p", vec![self.clone()], || {
+        let var = Var::record(forward_output, "log1p", vec![self.clone()], || {
             Box::new(Log1pBackward { _element: PhantomData })
         });
         var
@@ -186,11 +198,11 @@ impl<T: Element> Var<T> {
     /// y = sqrt x    dx = dy / (2 y)
     /// ```
     pub fn sqrt(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sqrt()
         };
-        let var = Var::record(value, "sqrt", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sqrt", vec![self.clone()], || {
             Box::new(SqrtBackward { _element: PhantomData })
         });
         var
@@ -202,11 +214,11 @@ impl<T: Element> Var<T> {
     /// y = x^(-1/2)  dx = -y^3 / 2 dy
     /// ```
     pub fn rsqrt(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.rsqrt()
         };
-        let var = Var::record(value, "rsqrt", vec![self.clone()], || {
+        let var = Var::record(forward_output, "rsqrt", vec![self.clone()], || {
             Box::new(RsqrtBackward { _element: PhantomData })
         });
         var
@@ -218,11 +230,11 @@ impl<T: Element> Var<T> {
     /// y = x^p       dx = p x^(p-1) dy
     /// ```
     pub fn powf(&self, p: T) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.powf(p)
         };
-        let var = Var::record(value, "powf", vec![self.clone()], || {
+        let var = Var::record(forward_output, "powf", vec![self.clone()], || {
             Box::new(PowfBackward { p: p, _element: PhantomData })
         });
         var
@@ -234,11 +246,11 @@ impl<T: Element> Var<T> {
     /// y = x^n       dx = n x^(n-1) dy
     /// ```
     pub fn powi(&self, n: i32) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.powi(n)
         };
-        let var = Var::record(value, "powi", vec![self.clone()], || {
+        let var = Var::record(forward_output, "powi", vec![self.clone()], || {
             Box::new(PowiBackward { n: n, _element: PhantomData })
         });
         var
@@ -250,11 +262,11 @@ impl<T: Element> Var<T> {
     /// y = x^2       dx = 2 x dy
     /// ```
     pub fn square(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.square()
         };
-        let var = Var::record(value, "square", vec![self.clone()], || {
+        let var = Var::record(forward_output, "square", vec![self.clone()], || {
             Box::new(SquareBackward { _element: PhantomData })
         });
         var
@@ -266,11 +278,11 @@ impl<T: Element> Var<T> {
     /// y = sin x     dx = cos(x) dy
     /// ```
     pub fn sin(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sin()
         };
-        let var = Var::record(value, "sin", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sin", vec![self.clone()], || {
             Box::new(SinBackward { _element: PhantomData })
         });
         var
@@ -282,11 +294,11 @@ impl<T: Element> Var<T> {
     /// y = cos x     dx = -sin(x) dy
     /// ```
     pub fn cos(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.cos()
         };
-        let var = Var::record(value, "cos", vec![self.clone()], || {
+        let var = Var::record(forward_output, "cos", vec![self.clone()], || {
             Box::new(CosBackward { _element: PhantomData })
         });
         var
@@ -298,11 +310,11 @@ impl<T: Element> Var<T> {
     /// y = tanh x    dx = (1 - y^2) dy
     /// ```
     pub fn tanh(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.tanh()
         };
-        let var = Var::record(value, "tanh", vec![self.clone()], || {
+        let var = Var::record(forward_output, "tanh", vec![self.clone()], || {
             Box::new(TanhBackward { _element: PhantomData })
         });
         var
@@ -314,11 +326,11 @@ impl<T: Element> Var<T> {
     /// y = 1 / (1 + e^-x)     dx = y (1 - y) dy
     /// ```
     pub fn sigmoid(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sigmoid()
         };
-        let var = Var::record(value, "sigmoid", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sigmoid", vec![self.clone()], || {
             Box::new(SigmoidBackward { _element: PhantomData })
         });
         var
@@ -330,11 +342,11 @@ impl<T: Element> Var<T> {
     /// y = max(x, 0)     dx = dy where x > 0, else 0   (relu'(0) = 0, as in PyTorch)
     /// ```
     pub fn relu(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.relu()
         };
-        let var = Var::record(value, "relu", vec![self.clone()], || {
+        let var = Var::record(forward_output, "relu", vec![self.clone()], || {
             Box::new(ReluBackward { _element: PhantomData })
         });
         var
@@ -346,11 +358,11 @@ impl<T: Element> Var<T> {
     /// y = x if x > 0 else slope x     dx = dy if x > 0 else slope dy
     /// ```
     pub fn leaky_relu(&self, slope: T) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.leaky_relu(slope)
         };
-        let var = Var::record(value, "leaky_relu", vec![self.clone()], || {
+        let var = Var::record(forward_output, "leaky_relu", vec![self.clone()], || {
             Box::new(LeakyReluBackward { slope: slope, _element: PhantomData })
         });
         var
@@ -362,11 +374,11 @@ impl<T: Element> Var<T> {
     /// y = erf x     dx = 2/sqrt(pi) e^(-x^2) dy
     /// ```
     pub fn erf(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.map(|v| v.erf())
         };
-        let var = Var::record(value, "erf", vec![self.clone()], || {
+        let var = Var::record(forward_output, "erf", vec![self.clone()], || {
             Box::new(ErfBackward { _element: PhantomData })
         });
         var
@@ -379,11 +391,11 @@ impl<T: Element> Var<T> {
     /// Phi: standard normal CDF, phi: its density
     /// ```
     pub fn gelu(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.gelu()
         };
-        let var = Var::record(value, "gelu", vec![self.clone()], || {
+        let var = Var::record(forward_output, "gelu", vec![self.clone()], || {
             Box::new(GeluBackward { _element: PhantomData })
         });
         var
@@ -396,11 +408,11 @@ impl<T: Element> Var<T> {
     /// dx = (1/2 (1 + tanh u) + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)) dy
     /// ```
     pub fn gelu_tanh(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.gelu_tanh()
         };
-        let var = Var::record(value, "gelu_tanh", vec![self.clone()], || {
+        let var = Var::record(forward_output, "gelu_tanh", vec![self.clone()], || {
             Box::new(GeluTanhBackward { _element: PhantomData })
         });
         var
@@ -412,11 +424,11 @@ impl<T: Element> Var<T> {
     /// y = x s,  s = sigmoid(x)      dx = s (1 + x (1 - s)) dy
     /// ```
     pub fn silu(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.silu()
         };
-        let var = Var::record(value, "silu", vec![self.clone()], || {
+        let var = Var::record(forward_output, "silu", vec![self.clone()], || {
             Box::new(SiluBackward { _element: PhantomData })
         });
         var
@@ -428,11 +440,11 @@ impl<T: Element> Var<T> {
     /// y = ln(1 + e^x)    dx = sigmoid(x) dy
     /// ```
     pub fn softplus(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.softplus()
         };
-        let var = Var::record(value, "softplus", vec![self.clone()], || {
+        let var = Var::record(forward_output, "softplus", vec![self.clone()], || {
             Box::new(SoftplusBackward { _element: PhantomData })
         });
         var
@@ -444,11 +456,11 @@ impl<T: Element> Var<T> {
     /// y = min(max(x, min), max)     dx = dy where min <= x <= max, else 0
     /// ```
     pub fn clamp(&self, min: T, max: T) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.clamp(min, max)
         };
-        let var = Var::record(value, "clamp", vec![self.clone()], || {
+        let var = Var::record(forward_output, "clamp", vec![self.clone()], || {
             Box::new(ClampBackward { min: min, max: max, _element: PhantomData })
         });
         var
@@ -460,11 +472,11 @@ impl<T: Element> Var<T> {
     /// y = 1 / x     dx = -y^2 dy
     /// ```
     pub fn reciprocal(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.reciprocal()
         };
-        let var = Var::record(value, "reciprocal", vec![self.clone()], || {
+        let var = Var::record(forward_output, "reciprocal", vec![self.clone()], || {
             Box::new(ReciprocalBackward { _element: PhantomData })
         });
         var
@@ -476,11 +488,11 @@ impl<T: Element> Var<T> {
     /// y = x + s     dx = dy
     /// ```
     pub fn add_scalar(&self, s: T) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.add_scalar(s)
         };
-        let var = Var::record(value, "add_scalar", vec![self.clone()], || {
+        let var = Var::record(forward_output, "add_scalar", vec![self.clone()], || {
             Box::new(AddScalarBackward { s: s, _element: PhantomData })
         });
         var
@@ -492,11 +504,11 @@ impl<T: Element> Var<T> {
     /// y = s x       dx = s dy
     /// ```
     pub fn mul_scalar(&self, s: T) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.mul_scalar(s)
         };
-        let var = Var::record(value, "mul_scalar", vec![self.clone()], || {
+        let var = Var::record(forward_output, "mul_scalar", vec![self.clone()], || {
             Box::new(MulScalarBackward { s: s, _element: PhantomData })
         });
         var
@@ -511,12 +523,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn add(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.add(other)?
         };
-        let var = Var::record(value, "add", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "add", vec![self.clone(), other.clone()], || {
             Box::new(AddBackward { _element: PhantomData })
         });
         Ok(var)
@@ -531,12 +543,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn sub(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.sub(other)?
         };
-        let var = Var::record(value, "sub", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "sub", vec![self.clone(), other.clone()], || {
             Box::new(SubBackward { _element: PhantomData })
         });
         Ok(var)
@@ -551,12 +563,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn mul(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.mul(other)?
         };
-        let var = Var::record(value, "mul", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "mul", vec![self.clone(), other.clone()], || {
             Box::new(MulBackward { _element: PhantomData })
         });
         Ok(var)
@@ -571,12 +583,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn div(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.div(other)?
         };
-        let var = Var::record(value, "div", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "div", vec![self.clone(), other.clone()], || {
             Box::new(DivBackward { _element: PhantomData })
         });
         Ok(var)
@@ -591,12 +603,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn pow(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.pow(other)?
         };
-        let var = Var::record(value, "pow", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "pow", vec![self.clone(), other.clone()], || {
             Box::new(PowBackward { _element: PhantomData })
         });
         Ok(var)
@@ -612,12 +624,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn maximum(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.maximum(other)?
         };
-        let var = Var::record(value, "maximum", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "maximum", vec![self.clone(), other.clone()], || {
             Box::new(MaximumBackward { _element: PhantomData })
         });
         Ok(var)
@@ -633,12 +645,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn minimum(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.minimum(other)?
         };
-        let var = Var::record(value, "minimum", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "minimum", vec![self.clone(), other.clone()], || {
             Box::new(MinimumBackward { _element: PhantomData })
         });
         Ok(var)
@@ -654,12 +666,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes do not broadcast.
     pub fn where_cond(&self, condition: &Tensor<T>, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             Tensor::where_cond(condition, input, other)?
         };
-        let var = Var::record(value, "where_cond", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "where_cond", vec![self.clone(), other.clone()], || {
             Box::new(WhereCondBackward { condition: condition.clone(), _element: PhantomData })
         });
         Ok(var)
@@ -674,11 +686,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `mask` does not broadcast to `self`'s shape.
     pub fn masked_fill(&self, mask: &Tensor<T>, value: T) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.masked_fill(mask, value)?
         };
-        let var = Var::record(value, "masked_fill", vec![self.clone()], || {
+        let var = Var::record(forward_output, "masked_fill", vec![self.clone()], || {
             Box::new(MaskedFillBackward { mask: mask.clone(), value: value, _element: PhantomData })
         });
         Ok(var)
@@ -690,11 +702,11 @@ impl<T: Element> Var<T> {
     /// y = sum_i x_i     dx_i = dy
     /// ```
     pub fn sum_all(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sum_all()
         };
-        let var = Var::record(value, "sum_all", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sum_all", vec![self.clone()], || {
             Box::new(SumAllBackward { _element: PhantomData })
         });
         var
@@ -709,11 +721,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn sum(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sum(dims)?
         };
-        let var = Var::record(value, "sum", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sum", vec![self.clone()], || {
             Box::new(SumBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -728,11 +740,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn sum_keepdim(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sum_keepdim(dims)?
         };
-        let var = Var::record(value, "sum_keepdim", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sum_keepdim", vec![self.clone()], || {
             Box::new(SumKeepdimBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -744,11 +756,11 @@ impl<T: Element> Var<T> {
     /// y = (1/N) sum_i x_i     dx_i = dy / N
     /// ```
     pub fn mean_all(&self) -> Var<T> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.mean_all()
         };
-        let var = Var::record(value, "mean_all", vec![self.clone()], || {
+        let var = Var::record(forward_output, "mean_all", vec![self.clone()], || {
             Box::new(MeanAllBackward { _element: PhantomData })
         });
         var
@@ -763,11 +775,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn mean(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.mean(dims)?
         };
-        let var = Var::record(value, "mean", vec![self.clone()], || {
+        let var = Var::record(forward_output, "mean", vec![self.clone()], || {
             Box::new(MeanBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -782,11 +794,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn mean_keepdim(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.mean_keepdim(dims)?
         };
-        let var = Var::record(value, "mean_keepdim", vec![self.clone()], || {
+        let var = Var::record(forward_output, "mean_keepdim", vec![self.clone()], || {
             Box::new(MeanKeepdimBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -802,11 +814,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn var(&self, dims: &[isize], correction: usize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.var(dims, correction)?
         };
-        let var = Var::record(value, "var", vec![self.clone()], || {
+        let var = Var::record(forward_output, "var", vec![self.clone()], || {
             Box::new(VarBackward { dims: dims.to_vec(), correction: correction, _element: PhantomData })
         });
         Ok(var)
@@ -822,11 +834,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn max(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.max(dims)?
         };
-        let var = Var::record(value, "max", vec![self.clone()], || {
+        let var = Var::record(forward_output, "max", vec![self.clone()], || {
             Box::new(MaxBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -842,11 +854,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn min(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.min(dims)?
         };
-        let var = Var::record(value, "min", vec![self.clone()], || {
+        let var = Var::record(forward_output, "min", vec![self.clone()], || {
             Box::new(MinBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -861,11 +873,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or repeated.
     pub fn logsumexp(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.logsumexp(dims)?
         };
-        let var = Var::record(value, "logsumexp", vec![self.clone()], || {
+        let var = Var::record(forward_output, "logsumexp", vec![self.clone()], || {
             Box::new(LogsumexpBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -880,11 +892,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range.
     pub fn softmax(&self, dim: isize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.softmax(dim)?
         };
-        let var = Var::record(value, "softmax", vec![self.clone()], || {
+        let var = Var::record(forward_output, "softmax", vec![self.clone()], || {
             Box::new(SoftmaxBackward { dim: dim, _element: PhantomData })
         });
         Ok(var)
@@ -899,11 +911,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range.
     pub fn log_softmax(&self, dim: isize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.log_softmax(dim)?
         };
-        let var = Var::record(value, "log_softmax", vec![self.clone()], || {
+        let var = Var::record(forward_output, "log_softmax", vec![self.clone()], || {
             Box::new(LogSoftmaxBackward { dim: dim, _element: PhantomData })
         });
         Ok(var)
@@ -919,11 +931,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `shape` does not broadcast to the input's shape.
     pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.sum_to_shape(shape)?
         };
-        let var = Var::record(value, "sum_to_shape", vec![self.clone()], || {
+        let var = Var::record(forward_output, "sum_to_shape", vec![self.clone()], || {
             Box::new(SumToShapeBackward { shape: shape.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -938,11 +950,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the input does not broadcast to `shape`.
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.broadcast_to(shape)?
         };
-        let var = Var::record(value, "broadcast_to", vec![self.clone()], || {
+        let var = Var::record(forward_output, "broadcast_to", vec![self.clone()], || {
             Box::new(BroadcastToBackward { shape: shape.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -958,12 +970,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the inner dims differ or the batch dims do not broadcast.
     pub fn matmul(&self, other: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let other: &Tensor<T> = &other.value();
             input.matmul(other)?
         };
-        let var = Var::record(value, "matmul", vec![self.clone(), other.clone()], || {
+        let var = Var::record(forward_output, "matmul", vec![self.clone(), other.clone()], || {
             Box::new(MatmulBackward { _element: PhantomData })
         });
         Ok(var)
@@ -978,11 +990,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the element counts differ.
     pub fn reshape(&self, shape: &[usize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.reshape(shape)?
         };
-        let var = Var::record(value, "reshape", vec![self.clone()], || {
+        let var = Var::record(forward_output, "reshape", vec![self.clone()], || {
             Box::new(ReshapeBackward { shape: shape.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -997,11 +1009,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range.
     pub fn transpose(&self, dim0: isize, dim1: isize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.transpose(dim0, dim1)?
         };
-        let var = Var::record(value, "transpose", vec![self.clone()], || {
+        let var = Var::record(forward_output, "transpose", vec![self.clone()], || {
             Box::new(TransposeBackward { dim0: dim0, dim1: dim1, _element: PhantomData })
         });
         Ok(var)
@@ -1016,11 +1028,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dims` is not a permutation of the input's dims.
     pub fn permute(&self, dims: &[isize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.permute(dims)?
         };
-        let var = Var::record(value, "permute", vec![self.clone()], || {
+        let var = Var::record(forward_output, "permute", vec![self.clone()], || {
             Box::new(PermuteBackward { dims: dims.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -1035,11 +1047,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range.
     pub fn squeeze_dim(&self, dim: isize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.squeeze_dim(dim)?
         };
-        let var = Var::record(value, "squeeze_dim", vec![self.clone()], || {
+        let var = Var::record(forward_output, "squeeze_dim", vec![self.clone()], || {
             Box::new(SqueezeDimBackward { dim: dim, _element: PhantomData })
         });
         Ok(var)
@@ -1054,11 +1066,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range.
     pub fn unsqueeze(&self, dim: isize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.unsqueeze(dim)?
         };
-        let var = Var::record(value, "unsqueeze", vec![self.clone()], || {
+        let var = Var::record(forward_output, "unsqueeze", vec![self.clone()], || {
             Box::new(UnsqueezeBackward { dim: dim, _element: PhantomData })
         });
         Ok(var)
@@ -1073,11 +1085,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If a dim is out of range or `start > end`.
     pub fn flatten(&self, start: isize, end: isize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.flatten(start, end)?
         };
-        let var = Var::record(value, "flatten", vec![self.clone()], || {
+        let var = Var::record(forward_output, "flatten", vec![self.clone()], || {
             Box::new(FlattenBackward { start: start, end: end, _element: PhantomData })
         });
         Ok(var)
@@ -1092,11 +1104,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range or `start + len` exceeds its size.
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.narrow(dim, start, len)?
         };
-        let var = Var::record(value, "narrow", vec![self.clone()], || {
+        let var = Var::record(forward_output, "narrow", vec![self.clone()], || {
             Box::new(NarrowBackward { dim: dim, start: start, len: len, _element: PhantomData })
         });
         Ok(var)
@@ -1111,11 +1123,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range, `step` is zero, or the range exceeds the dim.
     pub fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.slice(dim, start, end, step)?
         };
-        let var = Var::record(value, "slice", vec![self.clone()], || {
+        let var = Var::record(forward_output, "slice", vec![self.clone()], || {
             Box::new(SliceBackward { dim: dim, start: start, end: end, step: step, _element: PhantomData })
         });
         Ok(var)
@@ -1130,11 +1142,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If there are more pairs than dims.
     pub fn pad(&self, pads: &[(usize, usize)], value: T) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.pad(pads, value)?
         };
-        let var = Var::record(value, "pad", vec![self.clone()], || {
+        let var = Var::record(forward_output, "pad", vec![self.clone()], || {
             Box::new(PadBackward { pads: pads.to_vec(), value: value, _element: PhantomData })
         });
         Ok(var)
@@ -1150,11 +1162,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If there are fewer repeats than dims.
     pub fn repeat(&self, repeats: &[usize]) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.repeat(repeats)?
         };
-        let var = Var::record(value, "repeat", vec![self.clone()], || {
+        let var = Var::record(forward_output, "repeat", vec![self.clone()], || {
             Box::new(RepeatBackward { repeats: repeats.to_vec(), _element: PhantomData })
         });
         Ok(var)
@@ -1169,11 +1181,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If `dim` is out of range, `index` is not 1-D, or an index is out of range.
     pub fn index_select(&self, dim: isize, index: &IndexTensor) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.index_select(dim, index)?
         };
-        let var = Var::record(value, "index_select", vec![self.clone()], || {
+        let var = Var::record(forward_output, "index_select", vec![self.clone()], || {
             Box::new(IndexSelectBackward { dim: dim, index: index.clone(), _element: PhantomData })
         });
         Ok(var)
@@ -1188,12 +1200,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes disagree or an index is out of range.
     pub fn index_add(&self, dim: isize, index: &IndexTensor, src: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let src: &Tensor<T> = &src.value();
             input.index_add(dim, index, src)?
         };
-        let var = Var::record(value, "index_add", vec![self.clone(), src.clone()], || {
+        let var = Var::record(forward_output, "index_add", vec![self.clone(), src.clone()], || {
             Box::new(IndexAddBackward { dim: dim, index: index.clone(), _element: PhantomData })
         });
         Ok(var)
@@ -1209,11 +1221,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the ranks differ, `index` is larger than the input outside `dim`, or an index is out of range.
     pub fn gather(&self, dim: isize, index: &IndexTensor) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             input.gather(dim, index)?
         };
-        let var = Var::record(value, "gather", vec![self.clone()], || {
+        let var = Var::record(forward_output, "gather", vec![self.clone()], || {
             Box::new(GatherBackward { dim: dim, index: index.clone(), _element: PhantomData })
         });
         Ok(var)
@@ -1229,12 +1241,12 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes disagree or an index is out of range.
     pub fn scatter_add(&self, dim: isize, index: &IndexTensor, src: &Var<T>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             let src: &Tensor<T> = &src.value();
             input.scatter_add(dim, index, src)?
         };
-        let var = Var::record(value, "scatter_add", vec![self.clone(), src.clone()], || {
+        let var = Var::record(forward_output, "scatter_add", vec![self.clone(), src.clone()], || {
             Box::new(ScatterAddBackward { dim: dim, index: index.clone(), _element: PhantomData })
         });
         Ok(var)
@@ -1250,11 +1262,11 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the table is not 2-D or an index is out of range.
     pub fn embedding(&self, indices: &IndexTensor, padding_idx: Option<usize>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             Tensor::embedding(input, indices)?
         };
-        let var = Var::record(value, "embedding", vec![self.clone()], || {
+        let var = Var::record(forward_output, "embedding", vec![self.clone()], || {
             Box::new(EmbeddingBackward { indices: indices.clone(), padding_idx: padding_idx, _element: PhantomData })
         });
         Ok(var)
@@ -1270,12 +1282,256 @@ impl<T: Element> Var<T> {
     /// # Errors
     /// If the shapes disagree or an index is out of range.
     pub fn embedding_backward(&self, indices: &IndexTensor, num_embeddings: usize, padding_idx: Option<usize>) -> Result<Var<T>> {
-        let value = {
+        let forward_output = {
             let input: &Tensor<T> = &self.value();
             Tensor::embedding_backward(input, indices, num_embeddings, padding_idx)?
         };
-        let var = Var::record(value, "embedding_backward", vec![self.clone()], || {
+        let var = Var::record(forward_output, "embedding_backward", vec![self.clone()], || {
             Box::new(EmbeddingBackwardBackward { indices: indices.clone(), num_embeddings: num_embeddings, padding_idx: padding_idx, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// 2-D convolution (cross-correlation, as PyTorch's `F.conv2d`) of this `(N, C_in, H, W)`
+    /// input with `weight` `(C_out, C_in / groups, kH, kW)`; add a bias by broadcasting.
+    ///
+    /// ```text
+    /// y[n, o, i, j] = sum_{c, a, b} w[o, c, a, b] x[n, g(o) + c, s i + d a - p, s j + d b - p]
+    /// dx = conv2d_backward_input(dy, w),  dw = conv2d_backward_weight(dy, x)
+    /// ```
+    ///
+    /// # Errors
+    /// If the ranks, channel counts or groups disagree, or the kernel exceeds the padded input.
+    pub fn conv2d(&self, weight: &Var<T>, params: &Conv2dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            let weight: &Tensor<T> = &weight.value();
+            conv2d(input, weight, None, params)?
+        };
+        let var = Var::record(forward_output, "conv2d", vec![self.clone(), weight.clone()], || {
+            Box::new(Conv2dBackward { params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The input gradient of [`Var::conv2d`] for this output gradient (a transposed
+    /// convolution), itself differentiable.
+    ///
+    /// ```text
+    /// y = J_x^T g      dg = conv2d(dy, w),  dw = conv2d_backward_weight(g, dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree with `params`.
+    pub fn conv2d_backward_input(&self, weight: &Var<T>, input_shape: &[usize], params: &Conv2dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            let weight: &Tensor<T> = &weight.value();
+            conv2d_backward_input(input, weight, input_shape, params)?
+        };
+        let var = Var::record(forward_output, "conv2d_backward_input", vec![self.clone(), weight.clone()], || {
+            Box::new(Conv2dBackwardInputBackward { input_shape: input_shape.to_vec(), params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The weight gradient of [`Var::conv2d`] for this output gradient and `source` input,
+    /// itself differentiable.
+    ///
+    /// ```text
+    /// y = J_w^T g      dg = conv2d(x, dy),  dx = conv2d_backward_input(g, dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree with `params`.
+    pub fn conv2d_backward_weight(&self, source: &Var<T>, weight_shape: &[usize], params: &Conv2dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            let source: &Tensor<T> = &source.value();
+            conv2d_backward_weight(input, source, weight_shape, params)?
+        };
+        let var = Var::record(forward_output, "conv2d_backward_weight", vec![self.clone(), source.clone()], || {
+            Box::new(Conv2dBackwardWeightBackward { weight_shape: weight_shape.to_vec(), params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// 1-D convolution of this `(N, C_in, L)` input with `weight` `(C_out, C_in / groups, K)`
+    /// (PyTorch's `F.conv1d`); add a bias by broadcasting.
+    ///
+    /// ```text
+    /// y[n, o, i] = sum_{c, a} w[o, c, a] x[n, g(o) + c, s i + d a - p]
+    /// ```
+    ///
+    /// # Errors
+    /// If the ranks, channel counts or groups disagree, or the kernel exceeds the padded input.
+    pub fn conv1d(&self, weight: &Var<T>, params: &Conv1dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            let weight: &Tensor<T> = &weight.value();
+            conv1d(input, weight, None, params)?
+        };
+        let var = Var::record(forward_output, "conv1d", vec![self.clone(), weight.clone()], || {
+            Box::new(Conv1dBackward { params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The input gradient of [`Var::conv1d`], itself differentiable.
+    ///
+    /// ```text
+    /// y = J_x^T g      dg = conv1d(dy, w),  dw = conv1d_backward_weight(g, dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree with `params`.
+    pub fn conv1d_backward_input(&self, weight: &Var<T>, input_shape: &[usize], params: &Conv1dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            let weight: &Tensor<T> = &weight.value();
+            conv1d_backward_input(input, weight, input_shape, params)?
+        };
+        let var = Var::record(forward_output, "conv1d_backward_input", vec![self.clone(), weight.clone()], || {
+            Box::new(Conv1dBackwardInputBackward { input_shape: input_shape.to_vec(), params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The weight gradient of [`Var::conv1d`], itself differentiable.
+    ///
+    /// ```text
+    /// y = J_w^T g      dg = conv1d(x, dy),  dx = conv1d_backward_input(g, dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree with `params`.
+    pub fn conv1d_backward_weight(&self, source: &Var<T>, weight_shape: &[usize], params: &Conv1dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            let source: &Tensor<T> = &source.value();
+            conv1d_backward_weight(input, source, weight_shape, params)?
+        };
+        let var = Var::record(forward_output, "conv1d_backward_weight", vec![self.clone(), source.clone()], || {
+            Box::new(Conv1dBackwardWeightBackward { weight_shape: weight_shape.to_vec(), params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// 2-D max pooling of a `(N, C, H, W)` input; returns the values and, per output, the flat
+    /// index of the chosen element within its `H x W` plane (PyTorch's `return_indices`). The first
+    /// maximum in scan order wins a tie and receives the whole gradient, as in PyTorch.
+    ///
+    /// ```text
+    /// y = max over each window      dx = dy routed to the chosen positions
+    /// ```
+    ///
+    /// # Errors
+    /// If the input is not 4-D or the window does not fit.
+    pub fn max_pool2d(&self, kernel_size: [usize; 2], params: &MaxPool2dParams) -> Result<(Var<T>, IndexTensor)> {
+        let (forward_output, indices) = {
+            let input: &Tensor<T> = &self.value();
+            max_pool2d(input, kernel_size, params)?
+        };
+        let var = Var::record(forward_output, "max_pool2d", vec![self.clone()], || {
+            Box::new(MaxPool2dBackward { kernel_size: kernel_size, params: params.clone(), indices: indices.clone(), _element: PhantomData })
+        });
+        Ok((var, indices))
+    }
+
+    /// Routes this gradient of a max pooling output to the positions in `indices`, summing where
+    /// windows overlap; itself differentiable.
+    ///
+    /// ```text
+    /// y = scatter-add of g at indices      dg = dy gathered at indices
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree.
+    pub fn max_pool2d_backward(&self, indices: &IndexTensor, input_shape: &[usize]) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            max_pool2d_backward(input, indices, input_shape)?
+        };
+        let var = Var::record(forward_output, "max_pool2d_backward", vec![self.clone()], || {
+            Box::new(MaxPool2dBackwardBackward { indices: indices.clone(), input_shape: input_shape.to_vec(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// 2-D average pooling of a `(N, C, H, W)` input (PyTorch's `F.avg_pool2d`).
+    ///
+    /// ```text
+    /// y = mean over each window      dx = avg_pool2d_backward(dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the input is not 4-D or the window does not fit.
+    pub fn avg_pool2d(&self, kernel_size: [usize; 2], params: &AvgPool2dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            avg_pool2d(input, kernel_size, params)?
+        };
+        let var = Var::record(forward_output, "avg_pool2d", vec![self.clone()], || {
+            Box::new(AvgPool2dBackward { kernel_size: kernel_size, params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Spreads this gradient of an average pooling output evenly over each window; itself
+    /// differentiable (its adjoint is the pooling).
+    ///
+    /// ```text
+    /// y = A^T g      dg = A dy = avg_pool2d(dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree.
+    pub fn avg_pool2d_backward(&self, input_shape: &[usize], kernel_size: [usize; 2], params: &AvgPool2dParams) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            avg_pool2d_backward(input, input_shape, kernel_size, params)?
+        };
+        let var = Var::record(forward_output, "avg_pool2d_backward", vec![self.clone()], || {
+            Box::new(AvgPool2dBackwardBackward { input_shape: input_shape.to_vec(), kernel_size: kernel_size, params: params.clone(), _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// Average pooling to a fixed `[out_h, out_w]` (PyTorch's `F.adaptive_avg_pool2d`): window `i`
+    /// spans `floor(i H / out_h) .. ceil((i + 1) H / out_h)`.
+    ///
+    /// ```text
+    /// y = mean over each window      dx = adaptive_avg_pool2d_backward(dy)
+    /// ```
+    ///
+    /// # Errors
+    /// If the input is not 4-D or an output size is zero.
+    pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            adaptive_avg_pool2d(input, output_size)?
+        };
+        let var = Var::record(forward_output, "adaptive_avg_pool2d", vec![self.clone()], || {
+            Box::new(AdaptiveAvgPool2dBackward { output_size: output_size, _element: PhantomData })
+        });
+        Ok(var)
+    }
+
+    /// The input gradient of [`Var::adaptive_avg_pool2d`], itself differentiable.
+    ///
+    /// ```text
+    /// y = A^T g      dg = A dy
+    /// ```
+    ///
+    /// # Errors
+    /// If the shapes disagree.
+    pub fn adaptive_avg_pool2d_backward(&self, input_shape: &[usize]) -> Result<Var<T>> {
+        let forward_output = {
+            let input: &Tensor<T> = &self.value();
+            adaptive_avg_pool2d_backward(input, input_shape)?
+        };
+        let var = Var::record(forward_output, "adaptive_avg_pool2d_backward", vec![self.clone()], || {
+            Box::new(AdaptiveAvgPool2dBackwardBackward { input_shape: input_shape.to_vec(), _element: PhantomData })
         });
         Ok(var)
     }
@@ -3165,6 +3421,398 @@ impl<T: Element> Backward<T> for EmbeddingBackwardBackward<T> {
         let padding_idx = self.padding_idx;
         let grad_input = if input.requires_grad() {
             Some({ crate::rules::embedding_lookup_masked(grad, indices, padding_idx)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::conv2d`].
+struct Conv2dBackward<T: Element> {
+    params: Conv2dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for Conv2dBackward<T> {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let weight = &inputs[1];
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.conv2d_backward_input(weight, input.shape(), params)? })
+        } else {
+            None
+        };
+        let grad_weight = if weight.requires_grad() {
+            Some({ grad.conv2d_backward_weight(input, weight.shape(), params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_weight])
+    }
+}
+
+/// Backward rule of [`Var::conv2d_backward_input`].
+struct Conv2dBackwardInputBackward<T: Element> {
+    input_shape: Vec<usize>,
+    params: Conv2dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for Conv2dBackwardInputBackward<T> {
+    fn name(&self) -> &'static str {
+        "conv2d_backward_input"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let weight = &inputs[1];
+        let input_shape = &self.input_shape;
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.conv2d(weight, params)? })
+        } else {
+            None
+        };
+        let grad_weight = if weight.requires_grad() {
+            Some({ input.conv2d_backward_weight(grad, weight.shape(), params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_weight])
+    }
+}
+
+/// Backward rule of [`Var::conv2d_backward_weight`].
+struct Conv2dBackwardWeightBackward<T: Element> {
+    weight_shape: Vec<usize>,
+    params: Conv2dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for Conv2dBackwardWeightBackward<T> {
+    fn name(&self) -> &'static str {
+        "conv2d_backward_weight"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let source = &inputs[1];
+        let weight_shape = &self.weight_shape;
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ source.conv2d(grad, params)? })
+        } else {
+            None
+        };
+        let grad_source = if source.requires_grad() {
+            Some({ input.conv2d_backward_input(grad, source.shape(), params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_source])
+    }
+}
+
+/// Backward rule of [`Var::conv1d`].
+struct Conv1dBackward<T: Element> {
+    params: Conv1dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for Conv1dBackward<T> {
+    fn name(&self) -> &'static str {
+        "conv1d"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let weight = &inputs[1];
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.conv1d_backward_input(weight, input.shape(), params)? })
+        } else {
+            None
+        };
+        let grad_weight = if weight.requires_grad() {
+            Some({ grad.conv1d_backward_weight(input, weight.shape(), params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_weight])
+    }
+}
+
+/// Backward rule of [`Var::conv1d_backward_input`].
+struct Conv1dBackwardInputBackward<T: Element> {
+    input_shape: Vec<usize>,
+    params: Conv1dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for Conv1dBackwardInputBackward<T> {
+    fn name(&self) -> &'static str {
+        "conv1d_backward_input"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let weight = &inputs[1];
+        let input_shape = &self.input_shape;
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.conv1d(weight, params)? })
+        } else {
+            None
+        };
+        let grad_weight = if weight.requires_grad() {
+            Some({ input.conv1d_backward_weight(grad, weight.shape(), params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_weight])
+    }
+}
+
+/// Backward rule of [`Var::conv1d_backward_weight`].
+struct Conv1dBackwardWeightBackward<T: Element> {
+    weight_shape: Vec<usize>,
+    params: Conv1dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for Conv1dBackwardWeightBackward<T> {
+    fn name(&self) -> &'static str {
+        "conv1d_backward_weight"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let source = &inputs[1];
+        let weight_shape = &self.weight_shape;
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ source.conv1d(grad, params)? })
+        } else {
+            None
+        };
+        let grad_source = if source.requires_grad() {
+            Some({ input.conv1d_backward_input(grad, source.shape(), params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input, grad_source])
+    }
+}
+
+/// Backward rule of [`Var::max_pool2d`].
+struct MaxPool2dBackward<T: Element> {
+    kernel_size: [usize; 2],
+    params: MaxPool2dParams,
+    indices: IndexTensor,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MaxPool2dBackward<T> {
+    fn name(&self) -> &'static str {
+        "max_pool2d"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let kernel_size = self.kernel_size;
+        let params = &self.params;
+        let indices = self.indices;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.max_pool2d_backward(indices, input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::max_pool2d_backward`].
+struct MaxPool2dBackwardBackward<T: Element> {
+    indices: IndexTensor,
+    input_shape: Vec<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for MaxPool2dBackwardBackward<T> {
+    fn name(&self) -> &'static str {
+        "max_pool2d_backward"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let indices = &self.indices;
+        let input_shape = &self.input_shape;
+        let grad_input = if input.requires_grad() {
+            Some({ crate::rules::gather_planes(grad, indices)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::avg_pool2d`].
+struct AvgPool2dBackward<T: Element> {
+    kernel_size: [usize; 2],
+    params: AvgPool2dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for AvgPool2dBackward<T> {
+    fn name(&self) -> &'static str {
+        "avg_pool2d"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let kernel_size = self.kernel_size;
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.avg_pool2d_backward(input.shape(), kernel_size, params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::avg_pool2d_backward`].
+struct AvgPool2dBackwardBackward<T: Element> {
+    input_shape: Vec<usize>,
+    kernel_size: [usize; 2],
+    params: AvgPool2dParams,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for AvgPool2dBackwardBackward<T> {
+    fn name(&self) -> &'static str {
+        "avg_pool2d_backward"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let input_shape = &self.input_shape;
+        let kernel_size = self.kernel_size;
+        let params = &self.params;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.avg_pool2d(kernel_size, params)? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::adaptive_avg_pool2d`].
+struct AdaptiveAvgPool2dBackward<T: Element> {
+    output_size: [usize; 2],
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for AdaptiveAvgPool2dBackward<T> {
+    fn name(&self) -> &'static str {
+        "adaptive_avg_pool2d"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let output_size = self.output_size;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.adaptive_avg_pool2d_backward(input.shape())? })
+        } else {
+            None
+        };
+        Ok(vec![grad_input])
+    }
+}
+
+/// Backward rule of [`Var::adaptive_avg_pool2d_backward`].
+struct AdaptiveAvgPool2dBackwardBackward<T: Element> {
+    input_shape: Vec<usize>,
+    _element: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Backward<T> for AdaptiveAvgPool2dBackwardBackward<T> {
+    fn name(&self) -> &'static str {
+        "adaptive_avg_pool2d_backward"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
+        let input = &inputs[0];
+        let input_shape = &self.input_shape;
+        let grad_input = if input.requires_grad() {
+            Some({ grad.adaptive_avg_pool2d([input.shape()[2], input.shape()[3]])? })
         } else {
             None
         };

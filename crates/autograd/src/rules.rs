@@ -260,3 +260,18 @@ pub(crate) fn embedding_lookup_masked<T: Element>(
         }
     }
 }
+
+/// `dy` gathered at max-pooling `indices` (flat positions within each `H x W` plane): the
+/// adjoint of routing a gradient to those positions.
+pub(crate) fn gather_planes<T: Element>(
+    grad: &Var<T>,
+    indices: &strata_tensor::IndexTensor,
+) -> Result<Var<T>> {
+    let s = grad.shape().to_vec();
+    let (n, c) = (s[0], s[1]);
+    let plane = s[2..].iter().product::<usize>();
+    let out_shape = indices.shape().to_vec();
+    let per_plane = out_shape[2..].iter().product::<usize>();
+    let flat_index = indices.reshape(&[n, c, per_plane])?;
+    grad.reshape(&[n, c, plane])?.gather(2, &flat_index)?.reshape(&out_shape)
+}

@@ -4,7 +4,9 @@
 //! composite ops the same way.
 
 use proptest::prelude::*;
-use strata_tensor::{Generator, IndexTensor, Tensor};
+use strata_tensor::{
+    AvgPool2dParams, Conv1dParams, Conv2dParams, Generator, IndexTensor, MaxPool2dParams, Tensor,
+};
 
 use crate::gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
 use crate::var::Var;
@@ -26,6 +28,16 @@ pub struct GradCase {
     pub mask: Tensor<f64>,
     /// Indices shaped like the first input, valid along `dim`, for `gather` and `scatter_add`.
     pub gather_index: IndexTensor,
+    /// Convolution options, for `conv2d` cases.
+    pub conv2d: Conv2dParams,
+    /// Convolution options, for `conv1d` cases.
+    pub conv1d: Conv1dParams,
+    /// Pooling window, for pooling cases.
+    pub kernel: [usize; 2],
+    /// Max-pooling options.
+    pub max_pool: MaxPool2dParams,
+    /// Average-pooling options.
+    pub avg_pool: AvgPool2dParams,
 }
 
 /// Where input values are drawn from, to keep away from points where an op has no
@@ -111,7 +123,20 @@ fn case_from(shapes: &[Vec<usize>], domain: Domain, layouts: &[Layout], seed: u6
     let mask = gen.bernoulli(&first, 0.5);
     let picks = (0..first.iter().product::<usize>()).map(|_| gen.below(bound)).collect();
     let gather_index = IndexTensor::from_vec(picks, &first).expect("bug: count matches shape");
-    GradCase { inputs, dim, dims, index, shape: first, mask, gather_index }
+    GradCase {
+        inputs,
+        dim,
+        dims,
+        index,
+        shape: first,
+        mask,
+        gather_index,
+        conv2d: Conv2dParams::default(),
+        conv1d: Conv1dParams::default(),
+        kernel: [2, 2],
+        max_pool: MaxPool2dParams::default(),
+        avg_pool: AvgPool2dParams::default(),
+    }
 }
 
 /// One input of rank 0 to 3.
@@ -180,6 +205,56 @@ pub fn embedding() -> impl Strategy<Value = GradCase> {
             case
         },
     )
+}
+
+/// A convolution: input `(N, C_in, H, W)`, weight `(C_out, C_in / groups, kH, kW)`, with drawn
+/// stride, padding, dilation and groups.
+pub fn conv2d_case() -> impl Strategy<Value = GradCase> {
+    (1usize..=2, 1usize..=2, 1usize..=2, 1usize..=2, 1usize..=3, 0usize..=1, 1usize..=2, any::<u64>())
+        .prop_map(|(n, groups, cin_per, cout_per, k, pad, stride, seed)| {
+            let dilation = 1 + (seed as usize % 2);
+            let (cin, cout) = (groups * cin_per, groups * cout_per);
+            let span = dilation * (k - 1) + 1;
+            let (h, w) = (span + 2, span + 1);
+            let shapes = [vec![n, cin, h, w], vec![cout, cin_per, k, k]];
+            let layouts = [Layout::Contiguous, Layout::Contiguous];
+            let mut case = case_from(&shapes, Domain::Any, &layouts, seed);
+            case.conv2d = Conv2dParams {
+                stride: [stride, 1],
+                padding: [pad, pad],
+                dilation: [dilation, 1],
+                groups,
+            };
+            case
+        })
+}
+
+/// A 1-D convolution: input `(N, C_in, L)`, weight `(C_out, C_in / groups, K)`.
+pub fn conv1d_case() -> impl Strategy<Value = GradCase> {
+    (1usize..=2, 1usize..=2, 1usize..=2, 1usize..=3, 0usize..=1, 1usize..=2, any::<u64>()).prop_map(
+        |(n, groups, per, k, pad, stride, seed)| {
+            let dilation = 1 + (seed as usize % 2);
+            let span = dilation * (k - 1) + 1;
+            let shapes = [vec![n, groups * per, span + 3], vec![groups * per, per, k]];
+            let mut case = case_from(&shapes, Domain::Any, &[Layout::Contiguous; 2], seed);
+            case.conv1d = Conv1dParams { stride, padding: pad, dilation, groups };
+            case
+        },
+    )
+}
+
+/// A pooling case: input `(N, C, H, W)` with a 2x2 or 3x3 window and drawn stride and padding.
+pub fn pool2d_case() -> impl Strategy<Value = GradCase> {
+    (1usize..=2, 1usize..=2, 4usize..=6, 4usize..=6, 2usize..=3, 1usize..=2, 0usize..=1, layout(), any::<u64>())
+        .prop_map(|(n, c, h, w, k, stride, pad, l, seed)| {
+            let mut case = case_from(&[vec![n, c, h, w]], Domain::Any, &[l], seed);
+            case.kernel = [k, k];
+            case.max_pool =
+                MaxPool2dParams { stride: Some([stride, stride]), padding: [pad, pad], ..Default::default() };
+            case.avg_pool =
+                AvgPool2dParams { stride: Some([stride, stride]), padding: [pad, pad], ..Default::default() };
+            case
+        })
 }
 
 /// Runs [`gradcheck`] (and [`gradgradcheck`] when `second_order`) of `f` on `case`, with an

@@ -77,6 +77,18 @@ const CHECKED: &[&str] = &[
     "scatter_add",
     "embedding",
     "embedding_backward",
+    "conv2d",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv1d",
+    "conv1d_backward_input",
+    "conv1d_backward_weight",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
 ];
 
 #[test]
@@ -675,5 +687,113 @@ proptest! {
     fn embedding_backward(case in embedding()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)?.embedding_backward(&case.index, 3, Some(1))? }) };
         check_op("embedding_backward", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn conv2d(case in conv2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)? }) };
+        check_op("conv2d", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    #[test]
+    fn conv2d_backward_input(case in conv2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_input(&x[1], x[0].shape(), &case.conv2d)? }) };
+        check_op("conv2d_backward_input", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    #[test]
+    fn conv2d_backward_weight(case in conv2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_weight(&x[0], x[1].shape(), &case.conv2d)? }) };
+        check_op("conv2d_backward_weight", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn conv1d(case in conv1d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)? }) };
+        check_op("conv1d", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    #[test]
+    fn conv1d_backward_input(case in conv1d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_input(&x[1], x[0].shape(), &case.conv1d)? }) };
+        check_op("conv1d_backward_input", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    #[test]
+    fn conv1d_backward_weight(case in conv1d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_weight(&x[0], x[1].shape(), &case.conv1d)? }) };
+        check_op("conv1d_backward_weight", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn max_pool2d(case in pool2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].max_pool2d(case.kernel, &case.max_pool)?.0 }) };
+        check_op("max_pool2d", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn max_pool2d_backward(case in pool2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let (y, i) = x[0].max_pool2d(case.kernel, &case.max_pool)?; y.max_pool2d_backward(&i, x[0].shape())? } }) };
+        check_op("max_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn avg_pool2d(case in pool2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)? }) };
+        check_op("avg_pool2d", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn avg_pool2d_backward(case in pool2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)?.avg_pool2d_backward(x[0].shape(), case.kernel, &case.avg_pool)? }) };
+        check_op("avg_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn adaptive_avg_pool2d(case in pool2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].adaptive_avg_pool2d([2, 3])? }) };
+        check_op("adaptive_avg_pool2d", &case, f, true).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn adaptive_avg_pool2d_backward(case in pool2d_case()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].adaptive_avg_pool2d([2, 3])?.adaptive_avg_pool2d_backward(x[0].shape())? }) };
+        check_op("adaptive_avg_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
     }
 }
