@@ -74,8 +74,13 @@ struct Arg {
 
 impl Arg {
     fn parse(spec: &str) -> anyhow::Result<Arg> {
-        let (name, ty) = spec.split_once(':').with_context(|| format!("argument `{spec}`"))?;
-        Ok(Arg { name: name.trim().to_string(), ty: ty.trim().to_string() })
+        let (name, ty) = spec
+            .split_once(':')
+            .with_context(|| format!("argument `{spec}`"))?;
+        Ok(Arg {
+            name: name.trim().to_string(),
+            ty: ty.trim().to_string(),
+        })
     }
 
     fn is_var(&self) -> bool {
@@ -111,7 +116,9 @@ fn camel(name: &str) -> String {
     name.split('_')
         .map(|w| {
             let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -141,14 +148,26 @@ fn generate_from(table_path: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
         if !names.insert(op.name.as_str()) {
             bail!("{TABLE}: op `{}` is defined twice", op.name);
         }
-        let args = op.args.iter().map(|a| Arg::parse(a)).collect::<anyhow::Result<Vec<_>>>()?;
+        let args = op
+            .args
+            .iter()
+            .map(|a| Arg::parse(a))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for key in op.grad.keys() {
             let known = key == "input" || args.iter().any(|a| a.is_var() && &a.name == key);
             if !known {
-                bail!("{TABLE}: op `{}` has a gradient for `{key}`, which is no Var input", op.name);
+                bail!(
+                    "{TABLE}: op `{}` has a gradient for `{key}`, which is no Var input",
+                    op.name
+                );
             }
         }
-        for a in args.iter().filter(|a| a.is_var()).map(|a| a.name.as_str()).chain(["input"]) {
+        for a in args
+            .iter()
+            .filter(|a| a.is_var())
+            .map(|a| a.name.as_str())
+            .chain(["input"])
+        {
             if !op.grad.contains_key(a) {
                 bail!(
                     "{TABLE}: op `{}` lacks a gradient for `{a}` (write `grad.{a} = \"none\"` \
@@ -178,7 +197,10 @@ fn render_ops(table: &Table) -> anyhow::Result<String> {
          use crate::error::Result;\n\
          use crate::var::{Backward, Var};\n\n",
     );
-    let _ = writeln!(out, "/// The names of every op generated from the derivatives table.");
+    let _ = writeln!(
+        out,
+        "/// The names of every op generated from the derivatives table."
+    );
     let _ = writeln!(out, "pub const OPS: &[&str] = &[");
     for op in &table.op {
         let _ = writeln!(out, "    {:?},", op.name);
@@ -195,15 +217,26 @@ fn render_ops(table: &Table) -> anyhow::Result<String> {
 }
 
 fn render_method(out: &mut String, op: &Op) -> anyhow::Result<()> {
-    let args = op.args.iter().map(|a| Arg::parse(a)).collect::<anyhow::Result<Vec<_>>>()?;
+    let args = op
+        .args
+        .iter()
+        .map(|a| Arg::parse(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let extra = op.extra.as_deref().map(Arg::parse).transpose()?;
     doc_lines(out, "    ", &op.doc);
-    let params: String = args.iter().map(|a| format!(", {}: {}", a.name, a.param_ty())).collect();
+    let params: String = args
+        .iter()
+        .map(|a| format!(", {}: {}", a.name, a.param_ty()))
+        .collect();
     let value_ty = match &extra {
         Some(e) => format!("(Var<T>, {})", e.ty),
         None => "Var<T>".to_string(),
     };
-    let ret = if op.fallible { format!("Result<{value_ty}>") } else { value_ty };
+    let ret = if op.fallible {
+        format!("Result<{value_ty}>")
+    } else {
+        value_ty
+    };
     let _ = writeln!(out, "    pub fn {}(&self{params}) -> {ret} {{", op.name);
     let binding = match &extra {
         Some(e) => format!("(forward_output, {})", e.name),
@@ -212,13 +245,21 @@ fn render_method(out: &mut String, op: &Op) -> anyhow::Result<()> {
     let _ = writeln!(out, "        let {binding} = {{");
     let _ = writeln!(out, "            let input: &Tensor<T> = &self.value();");
     for a in args.iter().filter(|a| a.is_var()) {
-        let _ = writeln!(out, "            let {0}: &Tensor<T> = &{0}.value();", a.name);
+        let _ = writeln!(
+            out,
+            "            let {0}: &Tensor<T> = &{0}.value();",
+            a.name
+        );
     }
     let q = if op.fallible { "?" } else { "" };
     let _ = writeln!(out, "            {}{q}", op.forward.trim());
     let _ = writeln!(out, "        }};");
     let inputs: Vec<String> = std::iter::once("self.clone()".to_string())
-        .chain(args.iter().filter(|a| a.is_var()).map(|a| format!("{}.clone()", a.name)))
+        .chain(
+            args.iter()
+                .filter(|a| a.is_var())
+                .map(|a| format!("{}.clone()", a.name)),
+        )
         .collect();
     let mut fields = Vec::new();
     for a in args.iter().filter(|a| !a.is_var()) {
@@ -258,7 +299,11 @@ fn render_method(out: &mut String, op: &Op) -> anyhow::Result<()> {
 }
 
 fn render_backward(out: &mut String, op: &Op) -> anyhow::Result<()> {
-    let args = op.args.iter().map(|a| Arg::parse(a)).collect::<anyhow::Result<Vec<_>>>()?;
+    let args = op
+        .args
+        .iter()
+        .map(|a| Arg::parse(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let extra = op.extra.as_deref().map(Arg::parse).transpose()?;
     let ty = format!("{}Backward", camel(&op.name));
     let _ = writeln!(out, "\n/// Backward rule of [`Var::{}`].", op.name);
@@ -268,7 +313,11 @@ fn render_backward(out: &mut String, op: &Op) -> anyhow::Result<()> {
     }
     let _ = writeln!(out, "    _element: PhantomData<fn() -> T>,\n}}\n");
     let _ = writeln!(out, "impl<T: Element> Backward<T> for {ty}<T> {{");
-    let _ = writeln!(out, "    fn name(&self) -> &'static str {{\n        {:?}\n    }}\n", op.name);
+    let _ = writeln!(
+        out,
+        "    fn name(&self) -> &'static str {{\n        {:?}\n    }}\n",
+        op.name
+    );
     out.push_str(
         "    fn backward(\n        &self,\n        inputs: &[Var<T>],\n        result: &Var<T>,\n        \
          grad: &Var<T>,\n    ) -> Result<Vec<Option<Var<T>>>> {\n",
@@ -276,7 +325,12 @@ fn render_backward(out: &mut String, op: &Op) -> anyhow::Result<()> {
     let _ = writeln!(out, "        let input = &inputs[0];");
     let mut var_names = vec!["input".to_string()];
     for a in args.iter().filter(|a| a.is_var()) {
-        let _ = writeln!(out, "        let {} = &inputs[{}];", a.name, var_names.len());
+        let _ = writeln!(
+            out,
+            "        let {} = &inputs[{}];",
+            a.name,
+            var_names.len()
+        );
         var_names.push(a.name.clone());
     }
     for a in args.iter().filter(|a| !a.is_var()).chain(extra.iter()) {
@@ -292,7 +346,10 @@ fn render_backward(out: &mut String, op: &Op) -> anyhow::Result<()> {
         if expr == "none" {
             grads.push("None".to_string());
         } else {
-            let _ = writeln!(out, "        let grad_{name} = if {name}.requires_grad() {{");
+            let _ = writeln!(
+                out,
+                "        let grad_{name} = if {name}.requires_grad() {{"
+            );
             let _ = writeln!(out, "            Some({{ {expr} }})");
             let _ = writeln!(out, "        }} else {{\n            None\n        }};");
             grads.push(format!("grad_{name}"));
@@ -314,7 +371,10 @@ fn render_tests(table: &Table) -> String {
          use strata_autograd::{Result, Var};\n\
          use strata_tensor::*;\n\n",
     );
-    let _ = writeln!(out, "/// Every op in the table, in table order: compared with the registry.");
+    let _ = writeln!(
+        out,
+        "/// Every op in the table, in table order: compared with the registry."
+    );
     let _ = writeln!(out, "const CHECKED: &[&str] = &[");
     for op in &table.op {
         let _ = writeln!(out, "    {:?},", op.name);

@@ -29,7 +29,9 @@ impl<T: Element> Var<T> {
     /// [`AutogradError::Anomaly`] in anomaly mode.
     pub fn backward(&self) -> Result<()> {
         if self.numel() != 1 {
-            return Err(AutogradError::NotScalar { shape: self.shape().to_vec() });
+            return Err(AutogradError::NotScalar {
+                shape: self.shape().to_vec(),
+            });
         }
         self.backward_with(&Tensor::ones(self.shape()), BackwardOptions::default())
     }
@@ -97,7 +99,11 @@ pub fn grad<T: Element>(
                 g.clone()
             }
             None if out.numel() == 1 => Tensor::ones(out.shape()),
-            None => return Err(AutogradError::NotScalar { shape: out.shape().to_vec() }),
+            None => {
+                return Err(AutogradError::NotScalar {
+                    shape: out.shape().to_vec(),
+                })
+            }
         };
         roots.push((out.clone(), Var::new(g)));
     }
@@ -115,8 +121,10 @@ pub(crate) fn grad_allow_unused<T: Element>(
     inputs: &[Var<T>],
     options: BackwardOptions,
 ) -> Result<Vec<Option<Var<T>>>> {
-    let roots: Vec<_> =
-        outputs.iter().map(|o| (o.clone(), Var::new(Tensor::ones(o.shape())))).collect();
+    let roots: Vec<_> = outputs
+        .iter()
+        .map(|o| (o.clone(), Var::new(Tensor::ones(o.shape()))))
+        .collect();
     Ok(run_backward(&roots, Some(inputs), options)?.expect("bug: targets were given"))
 }
 
@@ -130,13 +138,20 @@ fn run_backward<T: Element>(
     options: BackwardOptions,
 ) -> Result<Option<Vec<Option<Var<T>>>>> {
     if let Some(op) = forward_anomaly().filter(|_| is_anomaly_enabled()) {
-        return Err(AutogradError::Anomaly { op, phase: "forward" });
+        return Err(AutogradError::Anomaly {
+            op,
+            phase: "forward",
+        });
     }
     let retain = options.retain_graph || options.create_graph;
     let _mode = set_grad_enabled(options.create_graph);
     let order = topological_order(roots.iter().map(|(v, _)| v));
-    let target_ids: HashMap<usize, usize> =
-        targets.unwrap_or(&[]).iter().enumerate().map(|(i, v)| (v.id(), i)).collect();
+    let target_ids: HashMap<usize, usize> = targets
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.id(), i))
+        .collect();
     let mut found: Vec<Option<Var<T>>> = vec![None; targets.map_or(0, <[_]>::len)];
 
     let mut pending: HashMap<usize, Var<T>> = HashMap::new();
@@ -146,7 +161,9 @@ fn run_backward<T: Element>(
         }
     }
     for var in order.iter().rev() {
-        let Some(grad) = pending.remove(&var.id()) else { continue };
+        let Some(grad) = pending.remove(&var.id()) else {
+            continue;
+        };
         if let Some(&i) = target_ids.get(&var.id()) {
             found[i] = Some(grad.clone());
         }
@@ -165,7 +182,10 @@ fn run_backward<T: Element>(
             let freed = || AutogradError::GraphFreed { op: var.op_name() };
             if retain {
                 let record = slot.as_ref().ok_or_else(freed)?;
-                (record.inputs.clone(), record.op.backward(&record.inputs, var, &grad)?)
+                (
+                    record.inputs.clone(),
+                    record.op.backward(&record.inputs, var, &grad)?,
+                )
             } else {
                 let record = slot.take().ok_or_else(freed)?;
                 drop(slot);
@@ -178,9 +198,17 @@ fn run_backward<T: Element>(
             if !input.requires_grad() {
                 continue;
             }
-            debug_assert_eq!(g.shape(), input.shape(), "bug: `{}` gradient shape", var.op_name());
+            debug_assert_eq!(
+                g.shape(),
+                input.shape(),
+                "bug: `{}` gradient shape",
+                var.op_name()
+            );
             if is_anomaly_enabled() && g.value().view().iter().any(|x| !x.is_finite()) {
-                return Err(AutogradError::Anomaly { op: var.op_name(), phase: "backward" });
+                return Err(AutogradError::Anomaly {
+                    op: var.op_name(),
+                    phase: "backward",
+                });
             }
             accumulate(&mut pending, input.id(), g)?;
         }
@@ -188,7 +216,11 @@ fn run_backward<T: Element>(
     Ok(targets.map(|_| found))
 }
 
-fn accumulate<T: Element>(pending: &mut HashMap<usize, Var<T>>, id: usize, g: Var<T>) -> Result<()> {
+fn accumulate<T: Element>(
+    pending: &mut HashMap<usize, Var<T>>,
+    id: usize,
+    g: Var<T>,
+) -> Result<()> {
     let total = match pending.remove(&id) {
         Some(old) => old.add(&g)?,
         None => g,
@@ -222,7 +254,13 @@ fn topological_order<'a, T: Element + 'a>(roots: impl Iterator<Item = &'a Var<T>
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|r| r.inputs.iter().filter(|v| v.requires_grad()).cloned().collect())
+            .map(|r| {
+                r.inputs
+                    .iter()
+                    .filter(|v| v.requires_grad())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         stack.push((var, true));
         for input in inputs {

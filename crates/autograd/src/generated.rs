@@ -107,7 +107,9 @@ impl<T: Element> Var<T> {
             input.neg()
         };
         let var = Var::record(forward_output, "neg", vec![self.clone()], || {
-            Box::new(NegBackward { _element: PhantomData })
+            Box::new(NegBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -123,7 +125,9 @@ impl<T: Element> Var<T> {
             input.abs()
         };
         let var = Var::record(forward_output, "abs", vec![self.clone()], || {
-            Box::new(AbsBackward { _element: PhantomData })
+            Box::new(AbsBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -139,7 +143,9 @@ impl<T: Element> Var<T> {
             input.sign()
         };
         let var = Var::record(forward_output, "sign", vec![self.clone()], || {
-            Box::new(SignBackward { _element: PhantomData })
+            Box::new(SignBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -155,7 +161,9 @@ impl<T: Element> Var<T> {
             input.exp()
         };
         let var = Var::record(forward_output, "exp", vec![self.clone()], || {
-            Box::new(ExpBackward { _element: PhantomData })
+            Box::new(ExpBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -171,7 +179,9 @@ impl<T: Element> Var<T> {
             input.ln()
         };
         let var = Var::record(forward_output, "ln", vec![self.clone()], || {
-            Box::new(LnBackward { _element: PhantomData })
+            Box::new(LnBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -187,7 +197,9 @@ impl<T: Element> Var<T> {
             input.log1p()
         };
         let var = Var::record(forward_output, "log1p", vec![self.clone()], || {
-            Box::new(Log1pBackward { _element: PhantomData })
+            Box::new(Log1pBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -203,7 +215,9 @@ impl<T: Element> Var<T> {
             input.sqrt()
         };
         let var = Var::record(forward_output, "sqrt", vec![self.clone()], || {
-            Box::new(SqrtBackward { _element: PhantomData })
+            Box::new(SqrtBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -219,7 +233,9 @@ impl<T: Element> Var<T> {
             input.rsqrt()
         };
         let var = Var::record(forward_output, "rsqrt", vec![self.clone()], || {
-            Box::new(RsqrtBackward { _element: PhantomData })
+            Box::new(RsqrtBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -235,7 +251,10 @@ impl<T: Element> Var<T> {
             input.powf(p)
         };
         let var = Var::record(forward_output, "powf", vec![self.clone()], || {
-            Box::new(PowfBackward { p: p, _element: PhantomData })
+            Box::new(PowfBackward {
+                p: p,
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -251,7 +270,10 @@ impl<T: Element> Var<T> {
             input.powi(n)
         };
         let var = Var::record(forward_output, "powi", vec![self.clone()], || {
-            Box::new(PowiBackward { n: n, _element: PhantomData })
+            Box::new(PowiBackward {
+                n: n,
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -267,7 +289,9 @@ impl<T: Element> Var<T> {
             input.square()
         };
         let var = Var::record(forward_output, "square", vec![self.clone()], || {
-            Box::new(SquareBackward { _element: PhantomData })
+            Box::new(SquareBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -283,7 +307,9 @@ impl<T: Element> Var<T> {
             input.sin()
         };
         let var = Var::record(forward_output, "sin", vec![self.clone()], || {
-            Box::new(SinBackward { _element: PhantomData })
+            Box::new(SinBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -299,7 +325,9 @@ impl<T: Element> Var<T> {
             input.cos()
         };
         let var = Var::record(forward_output, "cos", vec![self.clone()], || {
-            Box::new(CosBackward { _element: PhantomData })
+            Box::new(CosBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -315,7 +343,9 @@ impl<T: Element> Var<T> {
             input.tanh()
         };
         let var = Var::record(forward_output, "tanh", vec![self.clone()], || {
-            Box::new(TanhBackward { _element: PhantomData })
+            Box::new(TanhBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -331,7 +361,9 @@ impl<T: Element> Var<T> {
             input.sigmoid()
         };
         let var = Var::record(forward_output, "sigmoid", vec![self.clone()], || {
-            Box::new(SigmoidBackward { _element: PhantomData })
+            Box::new(SigmoidBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -347,7 +379,9 @@ impl<T: Element> Var<T> {
             input.relu()
         };
         let var = Var::record(forward_output, "relu", vec![self.clone()], || {
-            Box::new(ReluBackward { _element: PhantomData })
+            Box::new(ReluBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -363,7 +397,10 @@ impl<T: Element> Var<T> {
             input.leaky_relu(slope)
         };
         let var = Var::record(forward_output, "leaky_relu", vec![self.clone()], || {
-            Box::new(LeakyReluBackward { slope: slope, _element: PhantomData })
+            Box::new(LeakyReluBackward {
+                slope: slope,
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -379,7 +416,9 @@ impl<T: Element> Var<T> {
             input.map(|v| v.erf())
         };
         let var = Var::record(forward_output, "erf", vec![self.clone()], || {
-            Box::new(ErfBackward { _element: PhantomData })
+            Box::new(ErfBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -396,7 +435,9 @@ impl<T: Element> Var<T> {
             input.gelu()
         };
         let var = Var::record(forward_output, "gelu", vec![self.clone()], || {
-            Box::new(GeluBackward { _element: PhantomData })
+            Box::new(GeluBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -413,7 +454,9 @@ impl<T: Element> Var<T> {
             input.gelu_tanh()
         };
         let var = Var::record(forward_output, "gelu_tanh", vec![self.clone()], || {
-            Box::new(GeluTanhBackward { _element: PhantomData })
+            Box::new(GeluTanhBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -429,7 +472,9 @@ impl<T: Element> Var<T> {
             input.silu()
         };
         let var = Var::record(forward_output, "silu", vec![self.clone()], || {
-            Box::new(SiluBackward { _element: PhantomData })
+            Box::new(SiluBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -445,7 +490,9 @@ impl<T: Element> Var<T> {
             input.softplus()
         };
         let var = Var::record(forward_output, "softplus", vec![self.clone()], || {
-            Box::new(SoftplusBackward { _element: PhantomData })
+            Box::new(SoftplusBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -461,7 +508,11 @@ impl<T: Element> Var<T> {
             input.clamp(min, max)
         };
         let var = Var::record(forward_output, "clamp", vec![self.clone()], || {
-            Box::new(ClampBackward { min: min, max: max, _element: PhantomData })
+            Box::new(ClampBackward {
+                min: min,
+                max: max,
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -477,7 +528,9 @@ impl<T: Element> Var<T> {
             input.reciprocal()
         };
         let var = Var::record(forward_output, "reciprocal", vec![self.clone()], || {
-            Box::new(ReciprocalBackward { _element: PhantomData })
+            Box::new(ReciprocalBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -493,7 +546,10 @@ impl<T: Element> Var<T> {
             input.add_scalar(s)
         };
         let var = Var::record(forward_output, "add_scalar", vec![self.clone()], || {
-            Box::new(AddScalarBackward { s: s, _element: PhantomData })
+            Box::new(AddScalarBackward {
+                s: s,
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -509,7 +565,10 @@ impl<T: Element> Var<T> {
             input.mul_scalar(s)
         };
         let var = Var::record(forward_output, "mul_scalar", vec![self.clone()], || {
-            Box::new(MulScalarBackward { s: s, _element: PhantomData })
+            Box::new(MulScalarBackward {
+                s: s,
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -528,9 +587,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.add(other)?
         };
-        let var = Var::record(forward_output, "add", vec![self.clone(), other.clone()], || {
-            Box::new(AddBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "add",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(AddBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -548,9 +614,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.sub(other)?
         };
-        let var = Var::record(forward_output, "sub", vec![self.clone(), other.clone()], || {
-            Box::new(SubBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "sub",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(SubBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -568,9 +641,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.mul(other)?
         };
-        let var = Var::record(forward_output, "mul", vec![self.clone(), other.clone()], || {
-            Box::new(MulBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "mul",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(MulBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -588,9 +668,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.div(other)?
         };
-        let var = Var::record(forward_output, "div", vec![self.clone(), other.clone()], || {
-            Box::new(DivBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "div",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(DivBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -608,9 +695,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.pow(other)?
         };
-        let var = Var::record(forward_output, "pow", vec![self.clone(), other.clone()], || {
-            Box::new(PowBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "pow",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(PowBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -629,9 +723,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.maximum(other)?
         };
-        let var = Var::record(forward_output, "maximum", vec![self.clone(), other.clone()], || {
-            Box::new(MaximumBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "maximum",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(MaximumBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -650,9 +751,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.minimum(other)?
         };
-        let var = Var::record(forward_output, "minimum", vec![self.clone(), other.clone()], || {
-            Box::new(MinimumBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "minimum",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(MinimumBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -671,9 +779,17 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             Tensor::where_cond(condition, input, other)?
         };
-        let var = Var::record(forward_output, "where_cond", vec![self.clone(), other.clone()], || {
-            Box::new(WhereCondBackward { condition: condition.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "where_cond",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(WhereCondBackward {
+                    condition: condition.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -691,7 +807,11 @@ impl<T: Element> Var<T> {
             input.masked_fill(mask, value)?
         };
         let var = Var::record(forward_output, "masked_fill", vec![self.clone()], || {
-            Box::new(MaskedFillBackward { mask: mask.clone(), value: value, _element: PhantomData })
+            Box::new(MaskedFillBackward {
+                mask: mask.clone(),
+                value: value,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -707,7 +827,9 @@ impl<T: Element> Var<T> {
             input.sum_all()
         };
         let var = Var::record(forward_output, "sum_all", vec![self.clone()], || {
-            Box::new(SumAllBackward { _element: PhantomData })
+            Box::new(SumAllBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -726,7 +848,10 @@ impl<T: Element> Var<T> {
             input.sum(dims)?
         };
         let var = Var::record(forward_output, "sum", vec![self.clone()], || {
-            Box::new(SumBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(SumBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -745,7 +870,10 @@ impl<T: Element> Var<T> {
             input.sum_keepdim(dims)?
         };
         let var = Var::record(forward_output, "sum_keepdim", vec![self.clone()], || {
-            Box::new(SumKeepdimBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(SumKeepdimBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -761,7 +889,9 @@ impl<T: Element> Var<T> {
             input.mean_all()
         };
         let var = Var::record(forward_output, "mean_all", vec![self.clone()], || {
-            Box::new(MeanAllBackward { _element: PhantomData })
+            Box::new(MeanAllBackward {
+                _element: PhantomData,
+            })
         });
         var
     }
@@ -780,7 +910,10 @@ impl<T: Element> Var<T> {
             input.mean(dims)?
         };
         let var = Var::record(forward_output, "mean", vec![self.clone()], || {
-            Box::new(MeanBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(MeanBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -799,7 +932,10 @@ impl<T: Element> Var<T> {
             input.mean_keepdim(dims)?
         };
         let var = Var::record(forward_output, "mean_keepdim", vec![self.clone()], || {
-            Box::new(MeanKeepdimBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(MeanKeepdimBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -819,7 +955,11 @@ impl<T: Element> Var<T> {
             input.var(dims, correction)?
         };
         let var = Var::record(forward_output, "var", vec![self.clone()], || {
-            Box::new(VarBackward { dims: dims.to_vec(), correction: correction, _element: PhantomData })
+            Box::new(VarBackward {
+                dims: dims.to_vec(),
+                correction: correction,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -839,7 +979,10 @@ impl<T: Element> Var<T> {
             input.max(dims)?
         };
         let var = Var::record(forward_output, "max", vec![self.clone()], || {
-            Box::new(MaxBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(MaxBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -859,7 +1002,10 @@ impl<T: Element> Var<T> {
             input.min(dims)?
         };
         let var = Var::record(forward_output, "min", vec![self.clone()], || {
-            Box::new(MinBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(MinBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -878,7 +1024,10 @@ impl<T: Element> Var<T> {
             input.logsumexp(dims)?
         };
         let var = Var::record(forward_output, "logsumexp", vec![self.clone()], || {
-            Box::new(LogsumexpBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(LogsumexpBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -897,7 +1046,10 @@ impl<T: Element> Var<T> {
             input.softmax(dim)?
         };
         let var = Var::record(forward_output, "softmax", vec![self.clone()], || {
-            Box::new(SoftmaxBackward { dim: dim, _element: PhantomData })
+            Box::new(SoftmaxBackward {
+                dim: dim,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -916,7 +1068,10 @@ impl<T: Element> Var<T> {
             input.log_softmax(dim)?
         };
         let var = Var::record(forward_output, "log_softmax", vec![self.clone()], || {
-            Box::new(LogSoftmaxBackward { dim: dim, _element: PhantomData })
+            Box::new(LogSoftmaxBackward {
+                dim: dim,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -936,7 +1091,10 @@ impl<T: Element> Var<T> {
             input.sum_to_shape(shape)?
         };
         let var = Var::record(forward_output, "sum_to_shape", vec![self.clone()], || {
-            Box::new(SumToShapeBackward { shape: shape.to_vec(), _element: PhantomData })
+            Box::new(SumToShapeBackward {
+                shape: shape.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -955,7 +1113,10 @@ impl<T: Element> Var<T> {
             input.broadcast_to(shape)?
         };
         let var = Var::record(forward_output, "broadcast_to", vec![self.clone()], || {
-            Box::new(BroadcastToBackward { shape: shape.to_vec(), _element: PhantomData })
+            Box::new(BroadcastToBackward {
+                shape: shape.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -975,9 +1136,16 @@ impl<T: Element> Var<T> {
             let other: &Tensor<T> = &other.value();
             input.matmul(other)?
         };
-        let var = Var::record(forward_output, "matmul", vec![self.clone(), other.clone()], || {
-            Box::new(MatmulBackward { _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "matmul",
+            vec![self.clone(), other.clone()],
+            || {
+                Box::new(MatmulBackward {
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -995,7 +1163,10 @@ impl<T: Element> Var<T> {
             input.reshape(shape)?
         };
         let var = Var::record(forward_output, "reshape", vec![self.clone()], || {
-            Box::new(ReshapeBackward { shape: shape.to_vec(), _element: PhantomData })
+            Box::new(ReshapeBackward {
+                shape: shape.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1014,7 +1185,11 @@ impl<T: Element> Var<T> {
             input.transpose(dim0, dim1)?
         };
         let var = Var::record(forward_output, "transpose", vec![self.clone()], || {
-            Box::new(TransposeBackward { dim0: dim0, dim1: dim1, _element: PhantomData })
+            Box::new(TransposeBackward {
+                dim0: dim0,
+                dim1: dim1,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1033,7 +1208,10 @@ impl<T: Element> Var<T> {
             input.permute(dims)?
         };
         let var = Var::record(forward_output, "permute", vec![self.clone()], || {
-            Box::new(PermuteBackward { dims: dims.to_vec(), _element: PhantomData })
+            Box::new(PermuteBackward {
+                dims: dims.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1052,7 +1230,10 @@ impl<T: Element> Var<T> {
             input.squeeze_dim(dim)?
         };
         let var = Var::record(forward_output, "squeeze_dim", vec![self.clone()], || {
-            Box::new(SqueezeDimBackward { dim: dim, _element: PhantomData })
+            Box::new(SqueezeDimBackward {
+                dim: dim,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1071,7 +1252,10 @@ impl<T: Element> Var<T> {
             input.unsqueeze(dim)?
         };
         let var = Var::record(forward_output, "unsqueeze", vec![self.clone()], || {
-            Box::new(UnsqueezeBackward { dim: dim, _element: PhantomData })
+            Box::new(UnsqueezeBackward {
+                dim: dim,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1090,7 +1274,11 @@ impl<T: Element> Var<T> {
             input.flatten(start, end)?
         };
         let var = Var::record(forward_output, "flatten", vec![self.clone()], || {
-            Box::new(FlattenBackward { start: start, end: end, _element: PhantomData })
+            Box::new(FlattenBackward {
+                start: start,
+                end: end,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1109,7 +1297,12 @@ impl<T: Element> Var<T> {
             input.narrow(dim, start, len)?
         };
         let var = Var::record(forward_output, "narrow", vec![self.clone()], || {
-            Box::new(NarrowBackward { dim: dim, start: start, len: len, _element: PhantomData })
+            Box::new(NarrowBackward {
+                dim: dim,
+                start: start,
+                len: len,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1128,7 +1321,13 @@ impl<T: Element> Var<T> {
             input.slice(dim, start, end, step)?
         };
         let var = Var::record(forward_output, "slice", vec![self.clone()], || {
-            Box::new(SliceBackward { dim: dim, start: start, end: end, step: step, _element: PhantomData })
+            Box::new(SliceBackward {
+                dim: dim,
+                start: start,
+                end: end,
+                step: step,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1147,7 +1346,11 @@ impl<T: Element> Var<T> {
             input.pad(pads, value)?
         };
         let var = Var::record(forward_output, "pad", vec![self.clone()], || {
-            Box::new(PadBackward { pads: pads.to_vec(), value: value, _element: PhantomData })
+            Box::new(PadBackward {
+                pads: pads.to_vec(),
+                value: value,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1167,7 +1370,10 @@ impl<T: Element> Var<T> {
             input.repeat(repeats)?
         };
         let var = Var::record(forward_output, "repeat", vec![self.clone()], || {
-            Box::new(RepeatBackward { repeats: repeats.to_vec(), _element: PhantomData })
+            Box::new(RepeatBackward {
+                repeats: repeats.to_vec(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1186,7 +1392,11 @@ impl<T: Element> Var<T> {
             input.index_select(dim, index)?
         };
         let var = Var::record(forward_output, "index_select", vec![self.clone()], || {
-            Box::new(IndexSelectBackward { dim: dim, index: index.clone(), _element: PhantomData })
+            Box::new(IndexSelectBackward {
+                dim: dim,
+                index: index.clone(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1205,9 +1415,18 @@ impl<T: Element> Var<T> {
             let src: &Tensor<T> = &src.value();
             input.index_add(dim, index, src)?
         };
-        let var = Var::record(forward_output, "index_add", vec![self.clone(), src.clone()], || {
-            Box::new(IndexAddBackward { dim: dim, index: index.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "index_add",
+            vec![self.clone(), src.clone()],
+            || {
+                Box::new(IndexAddBackward {
+                    dim: dim,
+                    index: index.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1226,7 +1445,11 @@ impl<T: Element> Var<T> {
             input.gather(dim, index)?
         };
         let var = Var::record(forward_output, "gather", vec![self.clone()], || {
-            Box::new(GatherBackward { dim: dim, index: index.clone(), _element: PhantomData })
+            Box::new(GatherBackward {
+                dim: dim,
+                index: index.clone(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1246,9 +1469,18 @@ impl<T: Element> Var<T> {
             let src: &Tensor<T> = &src.value();
             input.scatter_add(dim, index, src)?
         };
-        let var = Var::record(forward_output, "scatter_add", vec![self.clone(), src.clone()], || {
-            Box::new(ScatterAddBackward { dim: dim, index: index.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "scatter_add",
+            vec![self.clone(), src.clone()],
+            || {
+                Box::new(ScatterAddBackward {
+                    dim: dim,
+                    index: index.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1267,7 +1499,11 @@ impl<T: Element> Var<T> {
             Tensor::embedding(input, indices)?
         };
         let var = Var::record(forward_output, "embedding", vec![self.clone()], || {
-            Box::new(EmbeddingBackward { indices: indices.clone(), padding_idx: padding_idx, _element: PhantomData })
+            Box::new(EmbeddingBackward {
+                indices: indices.clone(),
+                padding_idx: padding_idx,
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1281,14 +1517,29 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree or an index is out of range.
-    pub fn embedding_backward(&self, indices: &IndexTensor, num_embeddings: usize, padding_idx: Option<usize>) -> Result<Var<T>> {
+    pub fn embedding_backward(
+        &self,
+        indices: &IndexTensor,
+        num_embeddings: usize,
+        padding_idx: Option<usize>,
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             Tensor::embedding_backward(input, indices, num_embeddings, padding_idx)?
         };
-        let var = Var::record(forward_output, "embedding_backward", vec![self.clone()], || {
-            Box::new(EmbeddingBackwardBackward { indices: indices.clone(), num_embeddings: num_embeddings, padding_idx: padding_idx, _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "embedding_backward",
+            vec![self.clone()],
+            || {
+                Box::new(EmbeddingBackwardBackward {
+                    indices: indices.clone(),
+                    num_embeddings: num_embeddings,
+                    padding_idx: padding_idx,
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1308,9 +1559,17 @@ impl<T: Element> Var<T> {
             let weight: &Tensor<T> = &weight.value();
             conv2d(input, weight, None, params)?
         };
-        let var = Var::record(forward_output, "conv2d", vec![self.clone(), weight.clone()], || {
-            Box::new(Conv2dBackward { params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "conv2d",
+            vec![self.clone(), weight.clone()],
+            || {
+                Box::new(Conv2dBackward {
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1323,15 +1582,29 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree with `params`.
-    pub fn conv2d_backward_input(&self, weight: &Var<T>, input_shape: &[usize], params: &Conv2dParams) -> Result<Var<T>> {
+    pub fn conv2d_backward_input(
+        &self,
+        weight: &Var<T>,
+        input_shape: &[usize],
+        params: &Conv2dParams,
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             let weight: &Tensor<T> = &weight.value();
             conv2d_backward_input(input, weight, input_shape, params)?
         };
-        let var = Var::record(forward_output, "conv2d_backward_input", vec![self.clone(), weight.clone()], || {
-            Box::new(Conv2dBackwardInputBackward { input_shape: input_shape.to_vec(), params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "conv2d_backward_input",
+            vec![self.clone(), weight.clone()],
+            || {
+                Box::new(Conv2dBackwardInputBackward {
+                    input_shape: input_shape.to_vec(),
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1344,15 +1617,29 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree with `params`.
-    pub fn conv2d_backward_weight(&self, source: &Var<T>, weight_shape: &[usize], params: &Conv2dParams) -> Result<Var<T>> {
+    pub fn conv2d_backward_weight(
+        &self,
+        source: &Var<T>,
+        weight_shape: &[usize],
+        params: &Conv2dParams,
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             let source: &Tensor<T> = &source.value();
             conv2d_backward_weight(input, source, weight_shape, params)?
         };
-        let var = Var::record(forward_output, "conv2d_backward_weight", vec![self.clone(), source.clone()], || {
-            Box::new(Conv2dBackwardWeightBackward { weight_shape: weight_shape.to_vec(), params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "conv2d_backward_weight",
+            vec![self.clone(), source.clone()],
+            || {
+                Box::new(Conv2dBackwardWeightBackward {
+                    weight_shape: weight_shape.to_vec(),
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1371,9 +1658,17 @@ impl<T: Element> Var<T> {
             let weight: &Tensor<T> = &weight.value();
             conv1d(input, weight, None, params)?
         };
-        let var = Var::record(forward_output, "conv1d", vec![self.clone(), weight.clone()], || {
-            Box::new(Conv1dBackward { params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "conv1d",
+            vec![self.clone(), weight.clone()],
+            || {
+                Box::new(Conv1dBackward {
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1385,15 +1680,29 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree with `params`.
-    pub fn conv1d_backward_input(&self, weight: &Var<T>, input_shape: &[usize], params: &Conv1dParams) -> Result<Var<T>> {
+    pub fn conv1d_backward_input(
+        &self,
+        weight: &Var<T>,
+        input_shape: &[usize],
+        params: &Conv1dParams,
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             let weight: &Tensor<T> = &weight.value();
             conv1d_backward_input(input, weight, input_shape, params)?
         };
-        let var = Var::record(forward_output, "conv1d_backward_input", vec![self.clone(), weight.clone()], || {
-            Box::new(Conv1dBackwardInputBackward { input_shape: input_shape.to_vec(), params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "conv1d_backward_input",
+            vec![self.clone(), weight.clone()],
+            || {
+                Box::new(Conv1dBackwardInputBackward {
+                    input_shape: input_shape.to_vec(),
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1405,15 +1714,29 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree with `params`.
-    pub fn conv1d_backward_weight(&self, source: &Var<T>, weight_shape: &[usize], params: &Conv1dParams) -> Result<Var<T>> {
+    pub fn conv1d_backward_weight(
+        &self,
+        source: &Var<T>,
+        weight_shape: &[usize],
+        params: &Conv1dParams,
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             let source: &Tensor<T> = &source.value();
             conv1d_backward_weight(input, source, weight_shape, params)?
         };
-        let var = Var::record(forward_output, "conv1d_backward_weight", vec![self.clone(), source.clone()], || {
-            Box::new(Conv1dBackwardWeightBackward { weight_shape: weight_shape.to_vec(), params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "conv1d_backward_weight",
+            vec![self.clone(), source.clone()],
+            || {
+                Box::new(Conv1dBackwardWeightBackward {
+                    weight_shape: weight_shape.to_vec(),
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1427,13 +1750,22 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the input is not 4-D or the window does not fit.
-    pub fn max_pool2d(&self, kernel_size: [usize; 2], params: &MaxPool2dParams) -> Result<(Var<T>, IndexTensor)> {
+    pub fn max_pool2d(
+        &self,
+        kernel_size: [usize; 2],
+        params: &MaxPool2dParams,
+    ) -> Result<(Var<T>, IndexTensor)> {
         let (forward_output, indices) = {
             let input: &Tensor<T> = &self.value();
             max_pool2d(input, kernel_size, params)?
         };
         let var = Var::record(forward_output, "max_pool2d", vec![self.clone()], || {
-            Box::new(MaxPool2dBackward { kernel_size: kernel_size, params: params.clone(), indices: indices.clone(), _element: PhantomData })
+            Box::new(MaxPool2dBackward {
+                kernel_size: kernel_size,
+                params: params.clone(),
+                indices: indices.clone(),
+                _element: PhantomData,
+            })
         });
         Ok((var, indices))
     }
@@ -1447,14 +1779,27 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree.
-    pub fn max_pool2d_backward(&self, indices: &IndexTensor, input_shape: &[usize]) -> Result<Var<T>> {
+    pub fn max_pool2d_backward(
+        &self,
+        indices: &IndexTensor,
+        input_shape: &[usize],
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             max_pool2d_backward(input, indices, input_shape)?
         };
-        let var = Var::record(forward_output, "max_pool2d_backward", vec![self.clone()], || {
-            Box::new(MaxPool2dBackwardBackward { indices: indices.clone(), input_shape: input_shape.to_vec(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "max_pool2d_backward",
+            vec![self.clone()],
+            || {
+                Box::new(MaxPool2dBackwardBackward {
+                    indices: indices.clone(),
+                    input_shape: input_shape.to_vec(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1472,7 +1817,11 @@ impl<T: Element> Var<T> {
             avg_pool2d(input, kernel_size, params)?
         };
         let var = Var::record(forward_output, "avg_pool2d", vec![self.clone()], || {
-            Box::new(AvgPool2dBackward { kernel_size: kernel_size, params: params.clone(), _element: PhantomData })
+            Box::new(AvgPool2dBackward {
+                kernel_size: kernel_size,
+                params: params.clone(),
+                _element: PhantomData,
+            })
         });
         Ok(var)
     }
@@ -1486,14 +1835,29 @@ impl<T: Element> Var<T> {
     ///
     /// # Errors
     /// If the shapes disagree.
-    pub fn avg_pool2d_backward(&self, input_shape: &[usize], kernel_size: [usize; 2], params: &AvgPool2dParams) -> Result<Var<T>> {
+    pub fn avg_pool2d_backward(
+        &self,
+        input_shape: &[usize],
+        kernel_size: [usize; 2],
+        params: &AvgPool2dParams,
+    ) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
             avg_pool2d_backward(input, input_shape, kernel_size, params)?
         };
-        let var = Var::record(forward_output, "avg_pool2d_backward", vec![self.clone()], || {
-            Box::new(AvgPool2dBackwardBackward { input_shape: input_shape.to_vec(), kernel_size: kernel_size, params: params.clone(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "avg_pool2d_backward",
+            vec![self.clone()],
+            || {
+                Box::new(AvgPool2dBackwardBackward {
+                    input_shape: input_shape.to_vec(),
+                    kernel_size: kernel_size,
+                    params: params.clone(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1511,9 +1875,17 @@ impl<T: Element> Var<T> {
             let input: &Tensor<T> = &self.value();
             adaptive_avg_pool2d(input, output_size)?
         };
-        let var = Var::record(forward_output, "adaptive_avg_pool2d", vec![self.clone()], || {
-            Box::new(AdaptiveAvgPool2dBackward { output_size: output_size, _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "adaptive_avg_pool2d",
+            vec![self.clone()],
+            || {
+                Box::new(AdaptiveAvgPool2dBackward {
+                    output_size: output_size,
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
 
@@ -1530,12 +1902,19 @@ impl<T: Element> Var<T> {
             let input: &Tensor<T> = &self.value();
             adaptive_avg_pool2d_backward(input, input_shape)?
         };
-        let var = Var::record(forward_output, "adaptive_avg_pool2d_backward", vec![self.clone()], || {
-            Box::new(AdaptiveAvgPool2dBackwardBackward { input_shape: input_shape.to_vec(), _element: PhantomData })
-        });
+        let var = Var::record(
+            forward_output,
+            "adaptive_avg_pool2d_backward",
+            vec![self.clone()],
+            || {
+                Box::new(AdaptiveAvgPool2dBackwardBackward {
+                    input_shape: input_shape.to_vec(),
+                    _element: PhantomData,
+                })
+            },
+        );
         Ok(var)
     }
-
 }
 
 /// Backward rule of [`Var::neg`].
@@ -2004,7 +2383,15 @@ impl<T: Element> Backward<T> for ErfBackward<T> {
     ) -> Result<Vec<Option<Var<T>>>> {
         let input = &inputs[0];
         let grad_input = if input.requires_grad() {
-            Some({ grad.mul(&input.square().neg().exp().mul_scalar(T::from_f64(std::f64::consts::FRAC_2_SQRT_PI)))? })
+            Some({
+                grad.mul(
+                    &input
+                        .square()
+                        .neg()
+                        .exp()
+                        .mul_scalar(T::from_f64(std::f64::consts::FRAC_2_SQRT_PI)),
+                )?
+            })
         } else {
             None
         };
@@ -2348,7 +2735,12 @@ impl<T: Element> Backward<T> for DivBackward<T> {
             None
         };
         let grad_other = if other.requires_grad() {
-            Some({ grad.mul(result)?.div(other)?.neg().sum_to_shape(other.shape())? })
+            Some({
+                grad.mul(result)?
+                    .div(other)?
+                    .neg()
+                    .sum_to_shape(other.shape())?
+            })
         } else {
             None
         };
@@ -2375,12 +2767,20 @@ impl<T: Element> Backward<T> for PowBackward<T> {
         let input = &inputs[0];
         let other = &inputs[1];
         let grad_input = if input.requires_grad() {
-            Some({ grad.mul(&other.mul(&input.powf(T::from_f64(-1.0)))?)?.mul(result)?.sum_to_shape(input.shape())? })
+            Some({
+                grad.mul(&other.mul(&input.powf(T::from_f64(-1.0)))?)?
+                    .mul(result)?
+                    .sum_to_shape(input.shape())?
+            })
         } else {
             None
         };
         let grad_other = if other.requires_grad() {
-            Some({ grad.mul(result)?.mul(&input.ln())?.sum_to_shape(other.shape())? })
+            Some({
+                grad.mul(result)?
+                    .mul(&input.ln())?
+                    .sum_to_shape(other.shape())?
+            })
         } else {
             None
         };
@@ -2407,12 +2807,18 @@ impl<T: Element> Backward<T> for MaximumBackward<T> {
         let input = &inputs[0];
         let other = &inputs[1];
         let grad_input = if input.requires_grad() {
-            Some({ grad.mul(&crate::rules::greater_weight(input, other)?)?.sum_to_shape(input.shape())? })
+            Some({
+                grad.mul(&crate::rules::greater_weight(input, other)?)?
+                    .sum_to_shape(input.shape())?
+            })
         } else {
             None
         };
         let grad_other = if other.requires_grad() {
-            Some({ grad.mul(&crate::rules::greater_weight(other, input)?)?.sum_to_shape(other.shape())? })
+            Some({
+                grad.mul(&crate::rules::greater_weight(other, input)?)?
+                    .sum_to_shape(other.shape())?
+            })
         } else {
             None
         };
@@ -2439,12 +2845,18 @@ impl<T: Element> Backward<T> for MinimumBackward<T> {
         let input = &inputs[0];
         let other = &inputs[1];
         let grad_input = if input.requires_grad() {
-            Some({ grad.mul(&crate::rules::greater_weight(other, input)?)?.sum_to_shape(input.shape())? })
+            Some({
+                grad.mul(&crate::rules::greater_weight(other, input)?)?
+                    .sum_to_shape(input.shape())?
+            })
         } else {
             None
         };
         let grad_other = if other.requires_grad() {
-            Some({ grad.mul(&crate::rules::greater_weight(input, other)?)?.sum_to_shape(other.shape())? })
+            Some({
+                grad.mul(&crate::rules::greater_weight(input, other)?)?
+                    .sum_to_shape(other.shape())?
+            })
         } else {
             None
         };
@@ -2616,7 +3028,10 @@ impl<T: Element> Backward<T> for MeanAllBackward<T> {
     ) -> Result<Vec<Option<Var<T>>>> {
         let input = &inputs[0];
         let grad_input = if input.requires_grad() {
-            Some({ grad.broadcast_to(input.shape())?.mul_scalar(T::one() / T::from_usize(input.numel())) })
+            Some({
+                grad.broadcast_to(input.shape())?
+                    .mul_scalar(T::one() / T::from_usize(input.numel()))
+            })
         } else {
             None
         };
@@ -2644,7 +3059,10 @@ impl<T: Element> Backward<T> for MeanBackward<T> {
         let input = &inputs[0];
         let dims = &self.dims;
         let grad_input = if input.requires_grad() {
-            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul_scalar(T::from_usize(result.numel()) / T::from_usize(input.numel())) })
+            Some({
+                crate::rules::expand_reduced(grad, input.shape(), dims)?
+                    .mul_scalar(T::from_usize(result.numel()) / T::from_usize(input.numel()))
+            })
         } else {
             None
         };
@@ -2672,7 +3090,10 @@ impl<T: Element> Backward<T> for MeanKeepdimBackward<T> {
         let input = &inputs[0];
         let dims = &self.dims;
         let grad_input = if input.requires_grad() {
-            Some({ grad.broadcast_to(input.shape())?.mul_scalar(T::from_usize(result.numel()) / T::from_usize(input.numel())) })
+            Some({
+                grad.broadcast_to(input.shape())?
+                    .mul_scalar(T::from_usize(result.numel()) / T::from_usize(input.numel()))
+            })
         } else {
             None
         };
@@ -2730,7 +3151,10 @@ impl<T: Element> Backward<T> for MaxBackward<T> {
         let input = &inputs[0];
         let dims = &self.dims;
         let grad_input = if input.requires_grad() {
-            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(&crate::rules::argmax_weight(input, result, dims)?)? })
+            Some({
+                crate::rules::expand_reduced(grad, input.shape(), dims)?
+                    .mul(&crate::rules::argmax_weight(input, result, dims)?)?
+            })
         } else {
             None
         };
@@ -2758,7 +3182,10 @@ impl<T: Element> Backward<T> for MinBackward<T> {
         let input = &inputs[0];
         let dims = &self.dims;
         let grad_input = if input.requires_grad() {
-            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(&crate::rules::argmax_weight(input, result, dims)?)? })
+            Some({
+                crate::rules::expand_reduced(grad, input.shape(), dims)?
+                    .mul(&crate::rules::argmax_weight(input, result, dims)?)?
+            })
         } else {
             None
         };
@@ -2786,7 +3213,13 @@ impl<T: Element> Backward<T> for LogsumexpBackward<T> {
         let input = &inputs[0];
         let dims = &self.dims;
         let grad_input = if input.requires_grad() {
-            Some({ crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(&input.sub(&crate::rules::expand_reduced(result, input.shape(), dims)?)?.exp())? })
+            Some({
+                crate::rules::expand_reduced(grad, input.shape(), dims)?.mul(
+                    &input
+                        .sub(&crate::rules::expand_reduced(result, input.shape(), dims)?)?
+                        .exp(),
+                )?
+            })
         } else {
             None
         };

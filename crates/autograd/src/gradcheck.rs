@@ -25,7 +25,12 @@ pub struct GradcheckOptions {
 
 impl Default for GradcheckOptions {
     fn default() -> Self {
-        Self { eps: 1e-6, atol: 1e-6, rtol: 1e-5, seed: 0 }
+        Self {
+            eps: 1e-6,
+            atol: 1e-6,
+            rtol: 1e-5,
+            seed: 0,
+        }
     }
 }
 
@@ -105,7 +110,9 @@ where
     };
 
     for (i, input) in inputs.iter().enumerate() {
-        let analytic = vars[i].grad().unwrap_or_else(|| Tensor::zeros(input.shape()));
+        let analytic = vars[i]
+            .grad()
+            .unwrap_or_else(|| Tensor::zeros(input.shape()));
         if analytic.shape() != input.shape() {
             return Err(GradcheckError::Shape {
                 input: i,
@@ -119,7 +126,8 @@ where
         for j in 0..base.len() {
             let mut moved = base.clone();
             moved[j] = base[j] + options.eps;
-            probe[i] = Tensor::from_vec(moved.clone(), input.shape()).map_err(AutogradError::from)?;
+            probe[i] =
+                Tensor::from_vec(moved.clone(), input.shape()).map_err(AutogradError::from)?;
             let plus = loss(&probe)?;
             moved[j] = base[j] - options.eps;
             probe[i] = Tensor::from_vec(moved, input.shape()).map_err(AutogradError::from)?;
@@ -155,14 +163,19 @@ where
     F: Fn(&[Var<f64>]) -> crate::Result<Var<f64>>,
 {
     let mut gen = Generator::new(options.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let directions: Vec<Tensor<f64>> =
-        inputs.iter().map(|t| gen.uniform(t.shape(), -1.0, 1.0)).collect();
+    let directions: Vec<Tensor<f64>> = inputs
+        .iter()
+        .map(|t| gen.uniform(t.shape(), -1.0, 1.0))
+        .collect();
     let seed = options.seed;
     let g = |xs: &[Var<f64>]| -> crate::Result<Var<f64>> {
         let y = f(xs)?;
         let u: Tensor<f64> = Generator::new(seed).uniform(y.shape(), -1.0, 1.0);
         let loss = y.mul(&Var::new(u))?.sum_all();
-        let opts = BackwardOptions { create_graph: true, retain_graph: true };
+        let opts = BackwardOptions {
+            create_graph: true,
+            retain_graph: true,
+        };
         let grads = grad_allow_unused(&[loss], xs, opts)?;
         let mut total = Var::new(Tensor::scalar(0.0));
         for (gi, v) in grads.into_iter().zip(&directions) {

@@ -26,7 +26,9 @@ impl<T: Element> Var<T> {
         let axis = normalize_dim("concat", dim, value.ndim())?;
         let sizes: Vec<usize> = vars.iter().map(|v| v.shape()[axis]).collect();
         let inputs: Vec<Var<T>> = vars.iter().map(|&v| v.clone()).collect();
-        Ok(Var::record(value, "concat", inputs, || Box::new(ConcatBackward { axis, sizes })))
+        Ok(Var::record(value, "concat", inputs, || {
+            Box::new(ConcatBackward { axis, sizes })
+        }))
     }
 
     /// Joins variables along a new dim (PyTorch's `torch.stack`).
@@ -36,8 +38,10 @@ impl<T: Element> Var<T> {
     pub fn stack(vars: &[&Var<T>], dim: isize) -> Result<Var<T>> {
         let rank = vars.first().map_or(0, |v| v.ndim());
         let axis = strata_tensor::normalize_insert_dim("stack", dim, rank)?;
-        let lifted: Vec<Var<T>> =
-            vars.iter().map(|v| v.unsqueeze(axis as isize)).collect::<Result<_>>()?;
+        let lifted: Vec<Var<T>> = vars
+            .iter()
+            .map(|v| v.unsqueeze(axis as isize))
+            .collect::<Result<_>>()?;
         Var::concat(&lifted.iter().collect::<Vec<_>>(), axis as isize)
     }
 
@@ -89,7 +93,12 @@ impl<T: Element> Backward<T> for ConcatBackward {
         "concat"
     }
 
-    fn backward(&self, inputs: &[Var<T>], _: &Var<T>, grad: &Var<T>) -> Result<Vec<Option<Var<T>>>> {
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        _: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>> {
         let mut start = 0;
         let mut grads = Vec::with_capacity(inputs.len());
         for (input, &len) in inputs.iter().zip(&self.sizes) {

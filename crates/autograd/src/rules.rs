@@ -8,12 +8,20 @@ use crate::var::Var;
 
 /// A constant: `above` where `x > at`, `below` elsewhere (derivative of relu-like ops).
 pub(crate) fn step<T: Element>(x: &Var<T>, at: T, above: T, below: T) -> Result<Var<T>> {
-    Ok(Var::new(x.value().map(|v| if v > at { above } else { below })))
+    Ok(Var::new(
+        x.value().map(|v| if v > at { above } else { below }),
+    ))
 }
 
 /// A constant: 1 where `min <= x <= max`, 0 elsewhere (derivative of `clamp`).
 pub(crate) fn inside<T: Element>(x: &Var<T>, min: T, max: T) -> Result<Var<T>> {
-    Ok(Var::new(x.value().map(|v| if v >= min && v <= max { T::one() } else { T::zero() })))
+    Ok(Var::new(x.value().map(|v| {
+        if v >= min && v <= max {
+            T::one()
+        } else {
+            T::zero()
+        }
+    })))
 }
 
 /// A constant in the broadcast shape of `a` and `b`: 1 where `a > b`, 1/2 where they tie,
@@ -34,8 +42,18 @@ pub(crate) fn greater_weight<T: Element>(a: &Var<T>, b: &Var<T>) -> Result<Var<T
 
 /// `grad` where `condition` is non-zero (or zero, when `when` is false), 0 elsewhere, in the
 /// broadcast shape of both.
-pub(crate) fn select<T: Element>(condition: &Tensor<T>, grad: &Var<T>, when: bool) -> Result<Var<T>> {
-    let keep = condition.map(|c| if (c != T::zero()) == when { T::one() } else { T::zero() });
+pub(crate) fn select<T: Element>(
+    condition: &Tensor<T>,
+    grad: &Var<T>,
+    when: bool,
+) -> Result<Var<T>> {
+    let keep = condition.map(|c| {
+        if (c != T::zero()) == when {
+            T::one()
+        } else {
+            T::zero()
+        }
+    });
     grad.mul(&Var::new(keep))
 }
 
@@ -47,7 +65,11 @@ pub(crate) fn gelu_derivative<T: Element>(x: &Var<T>) -> Result<Var<T>> {
         .add_scalar(T::one())
         .mul_scalar(T::from_f64(0.5));
     let inv_sqrt_2pi = 0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2;
-    let pdf = x.square().mul_scalar(T::from_f64(-0.5)).exp().mul_scalar(T::from_f64(inv_sqrt_2pi));
+    let pdf = x
+        .square()
+        .mul_scalar(T::from_f64(-0.5))
+        .exp()
+        .mul_scalar(T::from_f64(inv_sqrt_2pi));
     cdf.add(&x.mul(&pdf)?)
 }
 
@@ -59,8 +81,15 @@ pub(crate) fn gelu_tanh_derivative<T: Element>(x: &Var<T>) -> Result<Var<T>> {
     let u = x.add(&x.powi(3).mul_scalar(c))?.mul_scalar(k);
     let t = u.tanh();
     let left = t.add_scalar(T::one()).mul_scalar(half);
-    let du = x.square().mul_scalar(T::from_f64(3.0) * c).add_scalar(T::one()).mul_scalar(k);
-    let right = x.mul(&t.square().neg().add_scalar(T::one()))?.mul(&du)?.mul_scalar(half);
+    let du = x
+        .square()
+        .mul_scalar(T::from_f64(3.0) * c)
+        .add_scalar(T::one())
+        .mul_scalar(k);
+    let right = x
+        .mul(&t.square().neg().add_scalar(T::one()))?
+        .mul(&du)?
+        .mul_scalar(half);
     left.add(&right)
 }
 
@@ -85,8 +114,13 @@ pub(crate) fn keepdim_shape(shape: &[usize], dims: &[isize]) -> Result<Vec<usize
 }
 
 /// Broadcasts the gradient of a reduction without keepdim back to the input's shape.
-pub(crate) fn expand_reduced<T: Element>(grad: &Var<T>, shape: &[usize], dims: &[isize]) -> Result<Var<T>> {
-    grad.reshape(&keepdim_shape(shape, dims)?)?.broadcast_to(shape)
+pub(crate) fn expand_reduced<T: Element>(
+    grad: &Var<T>,
+    shape: &[usize],
+    dims: &[isize],
+) -> Result<Var<T>> {
+    grad.reshape(&keepdim_shape(shape, dims)?)?
+        .broadcast_to(shape)
 }
 
 /// A constant: `1/k` where `x` equals the reduced extremum `y` (with `k` ties in its group),
@@ -109,17 +143,27 @@ pub(crate) fn var_backward<T: Element>(
     let n = x.numel() / kept.iter().product::<usize>().max(1);
     let scale = T::from_f64(2.0) / (T::from_usize(n) - T::from_usize(correction));
     let centered = x.sub(&x.mean_keepdim(dims)?)?;
-    Ok(centered.mul(&expand_reduced(grad, x.shape(), dims)?)?.mul_scalar(scale))
+    Ok(centered
+        .mul(&expand_reduced(grad, x.shape(), dims)?)?
+        .mul_scalar(scale))
 }
 
 /// `y (dy - sum(dy y))` along `dim`.
-pub(crate) fn softmax_backward<T: Element>(y: &Var<T>, grad: &Var<T>, dim: isize) -> Result<Var<T>> {
+pub(crate) fn softmax_backward<T: Element>(
+    y: &Var<T>,
+    grad: &Var<T>,
+    dim: isize,
+) -> Result<Var<T>> {
     let dot = grad.mul(y)?.sum_keepdim(&[dim])?;
     y.mul(&grad.sub(&dot)?)
 }
 
 /// `dy - e^y sum(dy)` along `dim`.
-pub(crate) fn log_softmax_backward<T: Element>(y: &Var<T>, grad: &Var<T>, dim: isize) -> Result<Var<T>> {
+pub(crate) fn log_softmax_backward<T: Element>(
+    y: &Var<T>,
+    grad: &Var<T>,
+    dim: isize,
+) -> Result<Var<T>> {
     let total = grad.sum_keepdim(&[dim])?;
     grad.sub(&y.exp().mul(&total)?)
 }
@@ -127,8 +171,16 @@ pub(crate) fn log_softmax_backward<T: Element>(y: &Var<T>, grad: &Var<T>, dim: i
 /// Promotes 1-D matmul operands to 2-D the way `numpy.matmul` does and returns
 /// (lhs, rhs, grad) as matrices (or batches), so that the 2-D rules apply.
 fn promote<T: Element>(a: &Var<T>, b: &Var<T>, grad: &Var<T>) -> Result<(Var<T>, Var<T>, Var<T>)> {
-    let a2 = if a.ndim() == 1 { a.reshape(&[1, a.shape()[0]])? } else { a.clone() };
-    let b2 = if b.ndim() == 1 { b.reshape(&[b.shape()[0], 1])? } else { b.clone() };
+    let a2 = if a.ndim() == 1 {
+        a.reshape(&[1, a.shape()[0]])?
+    } else {
+        a.clone()
+    };
+    let b2 = if b.ndim() == 1 {
+        b.reshape(&[b.shape()[0], 1])?
+    } else {
+        b.clone()
+    };
     let mut g_shape: Vec<usize> = grad.shape().to_vec();
     if a.ndim() == 1 {
         let at = g_shape.len() - usize::from(b.ndim() != 1);
@@ -143,14 +195,19 @@ fn promote<T: Element>(a: &Var<T>, b: &Var<T>, grad: &Var<T>) -> Result<(Var<T>,
 /// `dA = sum_to(dY B^T, A)` for `Y = A @ B`.
 pub(crate) fn matmul_grad_lhs<T: Element>(a: &Var<T>, b: &Var<T>, grad: &Var<T>) -> Result<Var<T>> {
     let (a2, b2, g2) = promote(a, b, grad)?;
-    let da = g2.matmul(&b2.transpose(-2, -1)?)?.sum_to_shape(a2.shape())?;
+    let da = g2
+        .matmul(&b2.transpose(-2, -1)?)?
+        .sum_to_shape(a2.shape())?;
     da.reshape(a.shape())
 }
 
 /// `dB = sum_to(A^T dY, B)` for `Y = A @ B`.
 pub(crate) fn matmul_grad_rhs<T: Element>(a: &Var<T>, b: &Var<T>, grad: &Var<T>) -> Result<Var<T>> {
     let (a2, b2, g2) = promote(a, b, grad)?;
-    let db = a2.transpose(-2, -1)?.matmul(&g2)?.sum_to_shape(b2.shape())?;
+    let db = a2
+        .transpose(-2, -1)?
+        .matmul(&g2)?
+        .sum_to_shape(b2.shape())?;
     db.reshape(b.shape())
 }
 
@@ -194,7 +251,10 @@ pub(crate) fn slice_backward<T: Element>(
         pads[0] = (0, step - 1);
         let mut wide = grad.shape().to_vec();
         wide[axis] = count * step;
-        spread = grad.unsqueeze(axis as isize + 1)?.pad(&pads, T::zero())?.reshape(&wide)?;
+        spread = grad
+            .unsqueeze(axis as isize + 1)?
+            .pad(&pads, T::zero())?
+            .reshape(&wide)?;
     }
     let room = shape[axis] - start;
     let run = spread.shape()[axis];
@@ -273,5 +333,7 @@ pub(crate) fn gather_planes<T: Element>(
     let out_shape = indices.shape().to_vec();
     let per_plane = out_shape[2..].iter().product::<usize>();
     let flat_index = indices.reshape(&[n, c, per_plane])?;
-    grad.reshape(&[n, c, plane])?.gather(2, &flat_index)?.reshape(&out_shape)
+    grad.reshape(&[n, c, plane])?
+        .gather(2, &flat_index)?
+        .reshape(&out_shape)
 }

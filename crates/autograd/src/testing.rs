@@ -86,14 +86,20 @@ pub fn make_input(shape: &[usize], domain: Domain, layout: Layout, seed: u64) ->
         Layout::Strided if rank >= 1 => {
             let mut doubled = shape.to_vec();
             doubled[0] *= 2;
-            draw(&doubled).slice(0, 0, doubled[0], 2).expect("bug: valid slice")
+            draw(&doubled)
+                .slice(0, 0, doubled[0], 2)
+                .expect("bug: valid slice")
         }
         _ => draw(shape),
     }
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
-    prop_oneof![Just(Layout::Contiguous), Just(Layout::Transposed), Just(Layout::Strided)]
+    prop_oneof![
+        Just(Layout::Contiguous),
+        Just(Layout::Transposed),
+        Just(Layout::Strided)
+    ]
 }
 
 fn shape(min_rank: usize, max_rank: usize) -> impl Strategy<Value = Vec<usize>> {
@@ -111,17 +117,27 @@ fn case_from(shapes: &[Vec<usize>], domain: Domain, layouts: &[Layout], seed: u6
     let first = shapes.first().cloned().unwrap_or_default();
     let rank = first.len();
     let mut gen = Generator::new(seed ^ 0x5151);
-    let dim = if rank == 0 { 0 } else { gen.below(rank) as isize - if gen.below(2) == 0 { 0 } else { rank as isize } };
+    let dim = if rank == 0 {
+        0
+    } else {
+        gen.below(rank) as isize - if gen.below(2) == 0 { 0 } else { rank as isize }
+    };
     let mut dims: Vec<isize> = (0..rank as isize).filter(|_| gen.below(2) == 0).collect();
     if dims.is_empty() && rank > 0 {
         dims.push(gen.below(rank) as isize);
     }
-    let axis = if rank == 0 { 0 } else { (dim + rank as isize) as usize % rank };
+    let axis = if rank == 0 {
+        0
+    } else {
+        (dim + rank as isize) as usize % rank
+    };
     let bound = first.get(axis).copied().unwrap_or(1);
     let count = 1 + gen.below(5);
     let index = IndexTensor::from_slice(&(0..count).map(|_| gen.below(bound)).collect::<Vec<_>>());
     let mask = gen.bernoulli(&first, 0.5);
-    let picks = (0..first.iter().product::<usize>()).map(|_| gen.below(bound)).collect();
+    let picks = (0..first.iter().product::<usize>())
+        .map(|_| gen.below(bound))
+        .collect();
     let gather_index = IndexTensor::from_vec(picks, &first).expect("bug: count matches shape");
     GradCase {
         inputs,
@@ -156,8 +172,11 @@ pub fn binary(domain: Domain) -> impl Strategy<Value = GradCase> {
     (shape(1, 3), any::<u64>(), layout(), layout(), any::<u64>()).prop_map(
         move |(out, bits, l0, l1, seed)| {
             let rank = out.len();
-            let lhs: Vec<usize> =
-                out.iter().enumerate().map(|(i, &n)| if bits >> i & 1 == 1 { 1 } else { n }).collect();
+            let lhs: Vec<usize> = out
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| if bits >> i & 1 == 1 { 1 } else { n })
+                .collect();
             let keep = (bits >> 8) as usize % (rank + 1);
             let rhs: Vec<usize> = out[rank - keep..]
                 .iter()
@@ -177,7 +196,16 @@ pub fn same_shape_pair(domain: Domain) -> impl Strategy<Value = GradCase> {
 
 /// Two operands for `matmul`: 1-D, 2-D and batched with broadcast batch dims.
 pub fn matmul_pair() -> impl Strategy<Value = GradCase> {
-    (0usize..6, 1usize..=4, 1usize..=4, 1usize..=4, 1usize..=3, layout(), layout(), any::<u64>())
+    (
+        0usize..6,
+        1usize..=4,
+        1usize..=4,
+        1usize..=4,
+        1usize..=3,
+        layout(),
+        layout(),
+        any::<u64>(),
+    )
         .prop_map(|(kind, m, k, n, b, l0, l1, seed)| {
             let (lhs, rhs) = match kind {
                 0 => (vec![k], vec![k]),
@@ -194,23 +222,41 @@ pub fn matmul_pair() -> impl Strategy<Value = GradCase> {
 /// A `(num_embeddings, dim)` table with at least 3 rows and indices of rank 1 or 2 into it
 /// (in `index`).
 pub fn embedding() -> impl Strategy<Value = GradCase> {
-    (3usize..=5, 1usize..=3, prop::collection::vec(1usize..=3, 1..=2), any::<u64>()).prop_map(
-        |(rows, width, index_shape, seed)| {
-            let mut case = case_from(&[vec![rows, width]], Domain::Any, &[Layout::Contiguous], seed);
+    (
+        3usize..=5,
+        1usize..=3,
+        prop::collection::vec(1usize..=3, 1..=2),
+        any::<u64>(),
+    )
+        .prop_map(|(rows, width, index_shape, seed)| {
+            let mut case = case_from(
+                &[vec![rows, width]],
+                Domain::Any,
+                &[Layout::Contiguous],
+                seed,
+            );
             let mut gen = Generator::new(seed ^ 0xe3b);
             let count = index_shape.iter().product();
             let picks = (0..count).map(|_| gen.below(rows)).collect();
             case.index = IndexTensor::from_vec(picks, &index_shape).expect("bug: count matches");
             case.dim = 0;
             case
-        },
-    )
+        })
 }
 
 /// A convolution: input `(N, C_in, H, W)`, weight `(C_out, C_in / groups, kH, kW)`, with drawn
 /// stride, padding, dilation and groups.
 pub fn conv2d_case() -> impl Strategy<Value = GradCase> {
-    (1usize..=2, 1usize..=2, 1usize..=2, 1usize..=2, 1usize..=3, 0usize..=1, 1usize..=2, any::<u64>())
+    (
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        1usize..=3,
+        0usize..=1,
+        1usize..=2,
+        any::<u64>(),
+    )
         .prop_map(|(n, groups, cin_per, cout_per, k, pad, stride, seed)| {
             let dilation = 1 + (seed as usize % 2);
             let (cin, cout) = (groups * cin_per, groups * cout_per);
@@ -231,28 +277,56 @@ pub fn conv2d_case() -> impl Strategy<Value = GradCase> {
 
 /// A 1-D convolution: input `(N, C_in, L)`, weight `(C_out, C_in / groups, K)`.
 pub fn conv1d_case() -> impl Strategy<Value = GradCase> {
-    (1usize..=2, 1usize..=2, 1usize..=2, 1usize..=3, 0usize..=1, 1usize..=2, any::<u64>()).prop_map(
-        |(n, groups, per, k, pad, stride, seed)| {
+    (
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        1usize..=3,
+        0usize..=1,
+        1usize..=2,
+        any::<u64>(),
+    )
+        .prop_map(|(n, groups, per, k, pad, stride, seed)| {
             let dilation = 1 + (seed as usize % 2);
             let span = dilation * (k - 1) + 1;
             let shapes = [vec![n, groups * per, span + 3], vec![groups * per, per, k]];
             let mut case = case_from(&shapes, Domain::Any, &[Layout::Contiguous; 2], seed);
-            case.conv1d = Conv1dParams { stride, padding: pad, dilation, groups };
+            case.conv1d = Conv1dParams {
+                stride,
+                padding: pad,
+                dilation,
+                groups,
+            };
             case
-        },
-    )
+        })
 }
 
 /// A pooling case: input `(N, C, H, W)` with a 2x2 or 3x3 window and drawn stride and padding.
 pub fn pool2d_case() -> impl Strategy<Value = GradCase> {
-    (1usize..=2, 1usize..=2, 4usize..=6, 4usize..=6, 2usize..=3, 1usize..=2, 0usize..=1, layout(), any::<u64>())
+    (
+        1usize..=2,
+        1usize..=2,
+        4usize..=6,
+        4usize..=6,
+        2usize..=3,
+        1usize..=2,
+        0usize..=1,
+        layout(),
+        any::<u64>(),
+    )
         .prop_map(|(n, c, h, w, k, stride, pad, l, seed)| {
             let mut case = case_from(&[vec![n, c, h, w]], Domain::Any, &[l], seed);
             case.kernel = [k, k];
-            case.max_pool =
-                MaxPool2dParams { stride: Some([stride, stride]), padding: [pad, pad], ..Default::default() };
-            case.avg_pool =
-                AvgPool2dParams { stride: Some([stride, stride]), padding: [pad, pad], ..Default::default() };
+            case.max_pool = MaxPool2dParams {
+                stride: Some([stride, stride]),
+                padding: [pad, pad],
+                ..Default::default()
+            };
+            case.avg_pool = AvgPool2dParams {
+                stride: Some([stride, stride]),
+                padding: [pad, pad],
+                ..Default::default()
+            };
             case
         })
 }
@@ -269,12 +343,15 @@ where
     let shapes: Vec<&[usize]> = case.inputs.iter().map(Tensor::shape).collect();
     let g = |x: &[Var<f64>]| f(x, case);
     let options = GradcheckOptions::default();
-    gradcheck(g, &case.inputs, options)
-        .map_err(|e| format!("{op} on {shapes:?} (dim {}, dims {:?}): {e}", case.dim, case.dims))?;
+    gradcheck(g, &case.inputs, options).map_err(|e| {
+        format!(
+            "{op} on {shapes:?} (dim {}, dims {:?}): {e}",
+            case.dim, case.dims
+        )
+    })?;
     if second_order {
-        gradgradcheck(g, &case.inputs, options).map_err(|e| {
-            format!("{op} second order on {shapes:?} (dim {}): {e}", case.dim)
-        })?;
+        gradgradcheck(g, &case.inputs, options)
+            .map_err(|e| format!("{op} second order on {shapes:?} (dim {}): {e}", case.dim))?;
     }
     Ok(())
 }

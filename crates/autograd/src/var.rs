@@ -37,8 +37,12 @@ pub trait Backward<T: Element>: Send + Sync {
     ///
     /// # Errors
     /// Any error of the ops the rule uses.
-    fn backward(&self, inputs: &[Var<T>], result: &Var<T>, grad: &Var<T>)
-        -> Result<Vec<Option<Var<T>>>>;
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> Result<Vec<Option<Var<T>>>>;
 }
 
 /// The backward record of a non-leaf node.
@@ -67,7 +71,11 @@ impl<T: Element> Drop for Node<T> {
         // overflow the stack.
         let mut pending: Vec<Var<T>> = match self.grad_fn.get_mut() {
             Ok(slot) => slot.take().map(|g| g.inputs).unwrap_or_default(),
-            Err(poisoned) => poisoned.into_inner().take().map(|g| g.inputs).unwrap_or_default(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .take()
+                .map(|g| g.inputs)
+                .unwrap_or_default(),
         };
         while let Some(var) = pending.pop() {
             if let Ok(mut node) = Arc::try_unwrap(var.node) {
@@ -101,12 +109,19 @@ pub struct Var<T: Element> {
 
 impl<T: Element> Clone for Var<T> {
     fn clone(&self) -> Self {
-        Self { node: Arc::clone(&self.node) }
+        Self {
+            node: Arc::clone(&self.node),
+        }
     }
 }
 
 impl<T: Element> Var<T> {
-    fn from_node(value: Tensor<T>, requires_grad: bool, grad_fn: Option<GradFn<T>>, op: &'static str) -> Self {
+    fn from_node(
+        value: Tensor<T>,
+        requires_grad: bool,
+        grad_fn: Option<GradFn<T>>,
+        op: &'static str,
+    ) -> Self {
         LIVE_NODES.fetch_add(1, Ordering::Relaxed);
         Self {
             node: Arc::new(Node {
@@ -158,7 +173,11 @@ impl<T: Element> Var<T> {
 
     /// The value of this variable (a cheap handle sharing its storage).
     pub fn value(&self) -> Tensor<T> {
-        self.node.value.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.node
+            .value
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The shape of the value.
@@ -198,7 +217,9 @@ impl<T: Element> Var<T> {
     /// from its inputs; use [`Var::detach`] to cut it from the graph.
     pub fn set_requires_grad(&self, requires_grad: bool) -> Result<()> {
         self.check_leaf("set_requires_grad")?;
-        self.node.requires_grad.store(requires_grad, Ordering::Relaxed);
+        self.node
+            .requires_grad
+            .store(requires_grad, Ordering::Relaxed);
         Ok(())
     }
 

@@ -54,10 +54,19 @@ fn gradient_flows_through_a_transposed_view() {
     let x = Var::parameter(t(&[1., 2., 3., 4., 5., 6.], &[2, 3]));
     let w = Var::new(t(&[1., 10., 100., 1000., 1e4, 1e5], &[3, 2]));
 
-    x.transpose(0, 1).unwrap().mul(&w).unwrap().sum_all().backward().unwrap();
+    x.transpose(0, 1)
+        .unwrap()
+        .mul(&w)
+        .unwrap()
+        .sum_all()
+        .backward()
+        .unwrap();
 
     // d/dx[i][j] = w[j][i]
-    assert_eq!(x.grad().unwrap().to_vec(), vec![1., 100., 1e4, 10., 1000., 1e5]);
+    assert_eq!(
+        x.grad().unwrap().to_vec(),
+        vec![1., 100., 1e4, 10., 1000., 1e5]
+    );
 }
 
 #[test]
@@ -68,7 +77,11 @@ fn softmax_of_partly_masked_row_has_finite_gradient_and_zero_at_masked_positions
     let mask = t(&[0., 1., 0., 1.], &[1, 4]);
     let w = Var::new(t(&[1., 2., 3., 4.], &[1, 4]));
 
-    let p = x.masked_fill(&mask, f64::NEG_INFINITY).unwrap().softmax(-1).unwrap();
+    let p = x
+        .masked_fill(&mask, f64::NEG_INFINITY)
+        .unwrap()
+        .softmax(-1)
+        .unwrap();
     p.mul(&w).unwrap().sum_all().backward().unwrap();
 
     let g = x.grad().unwrap().to_vec();
@@ -105,7 +118,10 @@ fn second_backward_through_a_freed_graph_is_an_error() {
 fn retain_graph_allows_a_second_backward() {
     let x = Var::parameter(t(&[1.0], &[1]));
     let y = x.exp().sum_all();
-    let keep = BackwardOptions { retain_graph: true, ..Default::default() };
+    let keep = BackwardOptions {
+        retain_graph: true,
+        ..Default::default()
+    };
 
     y.backward_with(&Tensor::scalar(1.0), keep).unwrap();
     y.backward().unwrap();
@@ -156,7 +172,13 @@ fn anomaly_mode_names_the_forward_op() {
     let y = x.ln().sum_all();
     let err = y.backward().unwrap_err();
 
-    assert_eq!(err, AutogradError::Anomaly { op: "ln", phase: "forward" });
+    assert_eq!(
+        err,
+        AutogradError::Anomaly {
+            op: "ln",
+            phase: "forward"
+        }
+    );
 }
 
 #[test]
@@ -167,16 +189,33 @@ fn anomaly_mode_names_the_backward_op() {
 
     let err = x.sqrt().sum_all().backward().unwrap_err();
 
-    assert_eq!(err, AutogradError::Anomaly { op: "sqrt", phase: "backward" });
+    assert_eq!(
+        err,
+        AutogradError::Anomaly {
+            op: "sqrt",
+            phase: "backward"
+        }
+    );
 }
 
 #[test]
 fn second_derivative_of_tanh() {
     let x = Var::parameter(t(&[-0.7, 0.2, 1.3], &[3]));
-    let opts = BackwardOptions { create_graph: true, ..Default::default() };
+    let opts = BackwardOptions {
+        create_graph: true,
+        ..Default::default()
+    };
 
-    let dy = grad(&[x.tanh().sum_all()], &[x.clone()], None, opts).unwrap().remove(0);
-    let d2y = grad(&[dy.sum_all()], &[x.clone()], None, BackwardOptions::default()).unwrap();
+    let dy = grad(&[x.tanh().sum_all()], &[x.clone()], None, opts)
+        .unwrap()
+        .remove(0);
+    let d2y = grad(
+        &[dy.sum_all()],
+        &[x.clone()],
+        None,
+        BackwardOptions::default(),
+    )
+    .unwrap();
 
     for (v, g) in x.value().to_vec().iter().zip(d2y[0].value().to_vec()) {
         let th = v.tanh();
@@ -190,11 +229,20 @@ fn hessian_vector_product_of_a_quadratic_form() {
     let a = Var::new(t(&[2., 1., 0., 1., 3., 1., 0., 1., 4.], &[3, 3]));
     let x = Var::parameter(t(&[0.3, -0.2, 0.5], &[3]));
     let v = Var::new(t(&[1.0, 2.0, -1.0], &[3]));
-    let opts = BackwardOptions { create_graph: true, ..Default::default() };
+    let opts = BackwardOptions {
+        create_graph: true,
+        ..Default::default()
+    };
 
     let f = x.matmul(&a).unwrap().matmul(&x).unwrap().mul_scalar(0.5);
     let g = grad(&[f], &[x.clone()], None, opts).unwrap().remove(0);
-    let hv = grad(&[g.mul(&v).unwrap().sum_all()], &[x], None, Default::default()).unwrap();
+    let hv = grad(
+        &[g.mul(&v).unwrap().sum_all()],
+        &[x],
+        None,
+        Default::default(),
+    )
+    .unwrap();
 
     assert_eq!(hv[0].value().to_vec(), vec![4.0, 6.0, -3.0]);
 }
@@ -206,7 +254,10 @@ fn gradient_penalty_gradient_matches_finite_differences() {
     let w = t(&[0.5, -1.5, 2.0], &[3, 1]);
     let x = t(&[0.1, 0.2, 0.3, -0.4, 0.5, 0.6], &[2, 3]);
     let penalty = |v: &[Var<f64>]| {
-        let opts = BackwardOptions { create_graph: true, ..Default::default() };
+        let opts = BackwardOptions {
+            create_graph: true,
+            ..Default::default()
+        };
         let critic = v[1].matmul(&v[0])?.tanh().sum_all();
         let gx = grad(&[critic], &[v[1].clone()], None, opts)?.remove(0);
         let norms = gx.square().sum(&[1])?.sqrt();
