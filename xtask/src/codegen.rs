@@ -333,12 +333,15 @@ fn render_backward(out: &mut String, op: &Op) -> anyhow::Result<()> {
         );
         var_names.push(a.name.clone());
     }
-    for a in args.iter().filter(|a| !a.is_var()).chain(extra.iter()) {
+    for a in args.iter().filter(|a| !a.is_var()) {
         if a.by_ref() || a.ty.starts_with("&[") {
             let _ = writeln!(out, "        let {0} = &self.{0};", a.name);
         } else {
             let _ = writeln!(out, "        let {0} = self.{0};", a.name);
         }
+    }
+    if let Some(e) = &extra {
+        let _ = writeln!(out, "        let {0} = &self.{0};", e.name);
     }
     let mut grads = Vec::new();
     for name in &var_names {
@@ -392,7 +395,11 @@ fn render_tests(table: &Table) -> String {
             c.cases.unwrap_or(16)
         );
         let _ = writeln!(out, "    #[test]");
-        let _ = writeln!(out, "    fn {}(case in {}) {{", op.name, c.strategy);
+        let _ = writeln!(
+            out,
+            "    fn {}(case in strata_autograd::testing::{}) {{",
+            op.name, c.strategy
+        );
         let _ = writeln!(
             out,
             "        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> {{ Ok({{ {} }}) }};",

@@ -4095,7 +4095,7 @@ impl<T: Element> Backward<T> for MaxPool2dBackward<T> {
         let input = &inputs[0];
         let kernel_size = self.kernel_size;
         let params = &self.params;
-        let indices = self.indices;
+        let indices = &self.indices;
         let grad_input = if input.requires_grad() {
             Some({ grad.max_pool2d_backward(indices, input.shape())? })
         } else {

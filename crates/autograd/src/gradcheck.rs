@@ -4,7 +4,6 @@ use strata_tensor::{Generator, Tensor};
 
 use crate::engine::{grad_allow_unused, BackwardOptions};
 use crate::error::AutogradError;
-use crate::mode::no_grad;
 use crate::var::Var;
 
 /// Tolerances of [`gradcheck`].
@@ -102,9 +101,10 @@ where
         y.backward_with(&upstream, BackwardOptions::default())?;
     }
     let weights = upstream.to_vec();
+    // The probes record graphs like the analytic pass, so that `f` may itself take gradients
+    // (a gradient penalty); the graphs are dropped unused.
     let loss = |xs: &[Tensor<f64>]| -> Result<f64, GradcheckError> {
-        let _guard = no_grad();
-        let vs: Vec<Var<f64>> = xs.iter().cloned().map(Var::new).collect();
+        let vs: Vec<Var<f64>> = xs.iter().cloned().map(Var::parameter).collect();
         let out = f(&vs)?.value().to_vec();
         Ok(out.iter().zip(&weights).map(|(a, b)| a * b).sum())
     };

@@ -244,7 +244,7 @@ fn hessian_vector_product_of_a_quadratic_form() {
     )
     .unwrap();
 
-    assert_eq!(hv[0].value().to_vec(), vec![4.0, 6.0, -3.0]);
+    assert_eq!(hv[0].value().to_vec(), vec![4.0, 6.0, -2.0]);
 }
 
 #[test]
@@ -274,4 +274,17 @@ fn var_is_send_and_sync() {
     fn assert_send_sync<S: Send + Sync>() {}
     assert_send_sync::<Var<f32>>();
     assert_send_sync::<Var<f64>>();
+}
+
+#[test]
+fn embedding_padding_row_gets_no_gradient() {
+    // PyTorch's padding_idx: the row is looked up as usual but never trained.
+    let table = Var::parameter(t(&[1., 2., 3., 4., 5., 6.], &[3, 2]));
+    let indices = strata_tensor::IndexTensor::from_slice(&[0, 2, 0, 1]);
+
+    let rows = table.embedding(&indices, Some(0)).unwrap();
+    rows.sum_all().backward().unwrap();
+
+    assert_eq!(rows.value().to_vec(), vec![1., 2., 5., 6., 1., 2., 3., 4.]);
+    assert_eq!(table.grad().unwrap().to_vec(), vec![0., 0., 1., 1., 1., 1.]);
 }

@@ -99,7 +99,7 @@ fn every_registered_op_has_a_gradient_check() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn neg(case in unary(Domain::Any)) {
+    fn neg(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].neg() }) };
         check_op("neg", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -108,7 +108,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn abs(case in unary(Domain::AwayFromZero)) {
+    fn abs(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].abs() }) };
         check_op("abs", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -117,7 +117,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sign(case in unary(Domain::AwayFromZero)) {
+    fn sign(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sign() }) };
         check_op("sign", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -126,7 +126,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn exp(case in unary(Domain::Any)) {
+    fn exp(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].exp() }) };
         check_op("exp", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -135,7 +135,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn ln(case in unary(Domain::Positive)) {
+    fn ln(case in strata_autograd::testing::unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].ln() }) };
         check_op("ln", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -144,7 +144,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn log1p(case in unary(Domain::Positive)) {
+    fn log1p(case in strata_autograd::testing::unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].log1p() }) };
         check_op("log1p", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -153,7 +153,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sqrt(case in unary(Domain::Positive)) {
+    fn sqrt(case in strata_autograd::testing::unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sqrt() }) };
         check_op("sqrt", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -162,7 +162,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn rsqrt(case in unary(Domain::Positive)) {
+    fn rsqrt(case in strata_autograd::testing::unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].rsqrt() }) };
         check_op("rsqrt", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -171,7 +171,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn powf(case in unary(Domain::Positive)) {
+    fn powf(case in strata_autograd::testing::unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].powf(1.7) }) };
         check_op("powf", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -180,7 +180,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn powi(case in unary(Domain::Any)) {
+    fn powi(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].powi(3) }) };
         check_op("powi", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -189,7 +189,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn square(case in unary(Domain::Any)) {
+    fn square(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].square() }) };
         check_op("square", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -198,7 +198,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sin(case in unary(Domain::Any)) {
+    fn sin(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sin() }) };
         check_op("sin", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -207,7 +207,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn cos(case in unary(Domain::Any)) {
+    fn cos(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].cos() }) };
         check_op("cos", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -216,7 +216,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn tanh(case in unary(Domain::Any)) {
+    fn tanh(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].tanh() }) };
         check_op("tanh", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -225,7 +225,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sigmoid(case in unary(Domain::Any)) {
+    fn sigmoid(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sigmoid() }) };
         check_op("sigmoid", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -234,7 +234,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn relu(case in unary(Domain::AwayFromZero)) {
+    fn relu(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].relu() }) };
         check_op("relu", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -243,7 +243,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn leaky_relu(case in unary(Domain::AwayFromZero)) {
+    fn leaky_relu(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].leaky_relu(0.1) }) };
         check_op("leaky_relu", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -252,7 +252,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn erf(case in unary(Domain::Any)) {
+    fn erf(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].erf() }) };
         check_op("erf", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -261,7 +261,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn gelu(case in unary(Domain::Any)) {
+    fn gelu(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gelu() }) };
         check_op("gelu", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -270,7 +270,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn gelu_tanh(case in unary(Domain::Any)) {
+    fn gelu_tanh(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gelu_tanh() }) };
         check_op("gelu_tanh", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -279,7 +279,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn silu(case in unary(Domain::Any)) {
+    fn silu(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].silu() }) };
         check_op("silu", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -288,7 +288,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn softplus(case in unary(Domain::Any)) {
+    fn softplus(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].softplus() }) };
         check_op("softplus", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -297,7 +297,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn clamp(case in unary(Domain::AwayFromZero)) {
+    fn clamp(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].clamp(-1.0, 1.0) }) };
         check_op("clamp", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -306,7 +306,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn reciprocal(case in unary(Domain::Positive)) {
+    fn reciprocal(case in strata_autograd::testing::unary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].reciprocal() }) };
         check_op("reciprocal", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -315,7 +315,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn add_scalar(case in unary(Domain::Any)) {
+    fn add_scalar(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add_scalar(0.5) }) };
         check_op("add_scalar", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -324,7 +324,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mul_scalar(case in unary(Domain::Any)) {
+    fn mul_scalar(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mul_scalar(-1.5) }) };
         check_op("mul_scalar", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -333,7 +333,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn add(case in binary(Domain::Any)) {
+    fn add(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add(&x[1])? }) };
         check_op("add", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -342,7 +342,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sub(case in binary(Domain::Any)) {
+    fn sub(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sub(&x[1])? }) };
         check_op("sub", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -351,7 +351,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mul(case in binary(Domain::Any)) {
+    fn mul(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mul(&x[1])? }) };
         check_op("mul", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -360,7 +360,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn div(case in binary(Domain::Positive)) {
+    fn div(case in strata_autograd::testing::binary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].div(&x[1])? }) };
         check_op("div", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -369,7 +369,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn pow(case in binary(Domain::Positive)) {
+    fn pow(case in strata_autograd::testing::binary(Domain::Positive)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].pow(&x[1])? }) };
         check_op("pow", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -378,7 +378,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn maximum(case in binary(Domain::Any)) {
+    fn maximum(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].maximum(&x[1])? }) };
         check_op("maximum", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -387,7 +387,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn minimum(case in binary(Domain::Any)) {
+    fn minimum(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].minimum(&x[1])? }) };
         check_op("minimum", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -396,7 +396,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn where_cond(case in same_shape_pair(Domain::Any)) {
+    fn where_cond(case in strata_autograd::testing::same_shape_pair(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].where_cond(&case.mask, &x[1])? }) };
         check_op("where_cond", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -405,7 +405,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn masked_fill(case in unary(Domain::Any)) {
+    fn masked_fill(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].masked_fill(&case.mask, -3.0)? }) };
         check_op("masked_fill", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -414,7 +414,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sum_all(case in unary(Domain::Any)) {
+    fn sum_all(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum_all() }) };
         check_op("sum_all", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -423,7 +423,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sum(case in reduce(Domain::Any)) {
+    fn sum(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum(&case.dims)? }) };
         check_op("sum", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -432,7 +432,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sum_keepdim(case in reduce(Domain::Any)) {
+    fn sum_keepdim(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum_keepdim(&case.dims)? }) };
         check_op("sum_keepdim", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -441,7 +441,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mean_all(case in unary(Domain::Any)) {
+    fn mean_all(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean_all() }) };
         check_op("mean_all", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -450,7 +450,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mean(case in reduce(Domain::Any)) {
+    fn mean(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean(&case.dims)? }) };
         check_op("mean", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -459,7 +459,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn mean_keepdim(case in reduce(Domain::Any)) {
+    fn mean_keepdim(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean_keepdim(&case.dims)? }) };
         check_op("mean_keepdim", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -468,7 +468,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn var(case in reduce(Domain::Any)) {
+    fn var(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].var(&case.dims, 0)? }) };
         check_op("var", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -477,7 +477,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn max(case in reduce(Domain::Any)) {
+    fn max(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].max(&case.dims)? }) };
         check_op("max", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -486,7 +486,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn min(case in reduce(Domain::Any)) {
+    fn min(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].min(&case.dims)? }) };
         check_op("min", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -495,7 +495,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn logsumexp(case in reduce(Domain::Any)) {
+    fn logsumexp(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].logsumexp(&case.dims)? }) };
         check_op("logsumexp", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -504,7 +504,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn softmax(case in reduce(Domain::Any)) {
+    fn softmax(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].softmax(case.dim)? }) };
         check_op("softmax", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -513,7 +513,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn log_softmax(case in reduce(Domain::Any)) {
+    fn log_softmax(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].log_softmax(case.dim)? }) };
         check_op("log_softmax", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -522,7 +522,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn sum_to_shape(case in binary(Domain::Any)) {
+    fn sum_to_shape(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add(&x[1])?.sum_to_shape(case.inputs[1].shape())? }) };
         check_op("sum_to_shape", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -531,7 +531,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn broadcast_to(case in binary(Domain::Any)) {
+    fn broadcast_to(case in strata_autograd::testing::binary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[1].broadcast_to(&strata_tensor::broadcast_shapes("t", x[0].shape(), x[1].shape())?)? }) };
         check_op("broadcast_to", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -540,7 +540,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn matmul(case in matmul_pair()) {
+    fn matmul(case in strata_autograd::testing::matmul_pair()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].matmul(&x[1])? }) };
         check_op("matmul", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -549,7 +549,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn reshape(case in unary(Domain::Any)) {
+    fn reshape(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].reshape(&[x[0].numel(), 1])? }) };
         check_op("reshape", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -558,7 +558,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn transpose(case in reduce(Domain::Any)) {
+    fn transpose(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].transpose(0, case.dim)? }) };
         check_op("transpose", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -567,7 +567,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn permute(case in reduce(Domain::Any)) {
+    fn permute(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].permute(&(0..x[0].ndim() as isize).rev().collect::<Vec<_>>())? }) };
         check_op("permute", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -576,7 +576,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn squeeze_dim(case in reduce(Domain::Any)) {
+    fn squeeze_dim(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].squeeze_dim(case.dim)? }) };
         check_op("squeeze_dim", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -585,7 +585,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn unsqueeze(case in reduce(Domain::Any)) {
+    fn unsqueeze(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].unsqueeze(case.dim)? }) };
         check_op("unsqueeze", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -594,7 +594,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn flatten(case in reduce(Domain::Any)) {
+    fn flatten(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].flatten(0, -1)? }) };
         check_op("flatten", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -603,7 +603,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn narrow(case in reduce(Domain::Any)) {
+    fn narrow(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?]; x[0].narrow(case.dim, n / 2, n - n / 2)? } }) };
         check_op("narrow", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -612,7 +612,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn slice(case in reduce(Domain::Any)) {
+    fn slice(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?]; x[0].slice(case.dim, n / 3, n, 2)? } }) };
         check_op("slice", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -621,7 +621,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn pad(case in reduce(Domain::Any)) {
+    fn pad(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].pad(&[(1, 2)], 0.5)? }) };
         check_op("pad", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -630,7 +630,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn repeat(case in unary(Domain::Any)) {
+    fn repeat(case in strata_autograd::testing::unary(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].repeat(&vec![2; x[0].ndim() + 1])? }) };
         check_op("repeat", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -639,7 +639,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn index_select(case in reduce(Domain::Any)) {
+    fn index_select(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].index_select(case.dim, &case.index)? }) };
         check_op("index_select", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -648,7 +648,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn index_add(case in reduce(Domain::Any)) {
+    fn index_add(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].index_add(case.dim, &case.index, &x[0].index_select(case.dim, &case.index)?.mul_scalar(2.0))? }) };
         check_op("index_add", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -657,7 +657,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn gather(case in reduce(Domain::Any)) {
+    fn gather(case in strata_autograd::testing::reduce(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gather(case.dim, &case.gather_index)? }) };
         check_op("gather", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -666,7 +666,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn scatter_add(case in same_shape_pair(Domain::Any)) {
+    fn scatter_add(case in strata_autograd::testing::same_shape_pair(Domain::Any)) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].scatter_add(case.dim, &case.gather_index, &x[1])? }) };
         check_op("scatter_add", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -675,8 +675,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn embedding(case in embedding()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, Some(0))? }) };
+    fn embedding(case in strata_autograd::testing::embedding()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)? }) };
         check_op("embedding", &case, f, true).map_err(TestCaseError::fail)?;
     }
 }
@@ -684,8 +684,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn embedding_backward(case in embedding()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)?.embedding_backward(&case.index, 3, Some(1))? }) };
+    fn embedding_backward(case in strata_autograd::testing::embedding()) {
+        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)?.embedding_backward(&case.index, x[0].shape()[0], Some(1))? }) };
         check_op("embedding_backward", &case, f, false).map_err(TestCaseError::fail)?;
     }
 }
@@ -693,7 +693,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
-    fn conv2d(case in conv2d_case()) {
+    fn conv2d(case in strata_autograd::testing::conv2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)? }) };
         check_op("conv2d", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -702,7 +702,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
-    fn conv2d_backward_input(case in conv2d_case()) {
+    fn conv2d_backward_input(case in strata_autograd::testing::conv2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_input(&x[1], x[0].shape(), &case.conv2d)? }) };
         check_op("conv2d_backward_input", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -711,7 +711,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
-    fn conv2d_backward_weight(case in conv2d_case()) {
+    fn conv2d_backward_weight(case in strata_autograd::testing::conv2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_weight(&x[0], x[1].shape(), &case.conv2d)? }) };
         check_op("conv2d_backward_weight", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -720,7 +720,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
-    fn conv1d(case in conv1d_case()) {
+    fn conv1d(case in strata_autograd::testing::conv1d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)? }) };
         check_op("conv1d", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -729,7 +729,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
-    fn conv1d_backward_input(case in conv1d_case()) {
+    fn conv1d_backward_input(case in strata_autograd::testing::conv1d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_input(&x[1], x[0].shape(), &case.conv1d)? }) };
         check_op("conv1d_backward_input", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -738,7 +738,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
-    fn conv1d_backward_weight(case in conv1d_case()) {
+    fn conv1d_backward_weight(case in strata_autograd::testing::conv1d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_weight(&x[0], x[1].shape(), &case.conv1d)? }) };
         check_op("conv1d_backward_weight", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -747,7 +747,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn max_pool2d(case in pool2d_case()) {
+    fn max_pool2d(case in strata_autograd::testing::pool2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].max_pool2d(case.kernel, &case.max_pool)?.0 }) };
         check_op("max_pool2d", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -756,7 +756,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn max_pool2d_backward(case in pool2d_case()) {
+    fn max_pool2d_backward(case in strata_autograd::testing::pool2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let (y, i) = x[0].max_pool2d(case.kernel, &case.max_pool)?; y.max_pool2d_backward(&i, x[0].shape())? } }) };
         check_op("max_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -765,7 +765,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn avg_pool2d(case in pool2d_case()) {
+    fn avg_pool2d(case in strata_autograd::testing::pool2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)? }) };
         check_op("avg_pool2d", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -774,7 +774,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn avg_pool2d_backward(case in pool2d_case()) {
+    fn avg_pool2d_backward(case in strata_autograd::testing::pool2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)?.avg_pool2d_backward(x[0].shape(), case.kernel, &case.avg_pool)? }) };
         check_op("avg_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
     }
@@ -783,7 +783,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn adaptive_avg_pool2d(case in pool2d_case()) {
+    fn adaptive_avg_pool2d(case in strata_autograd::testing::pool2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].adaptive_avg_pool2d([2, 3])? }) };
         check_op("adaptive_avg_pool2d", &case, f, true).map_err(TestCaseError::fail)?;
     }
@@ -792,7 +792,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
-    fn adaptive_avg_pool2d_backward(case in pool2d_case()) {
+    fn adaptive_avg_pool2d_backward(case in strata_autograd::testing::pool2d_case()) {
         let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].adaptive_avg_pool2d([2, 3])?.adaptive_avg_pool2d_backward(x[0].shape())? }) };
         check_op("adaptive_avg_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
     }
