@@ -39,6 +39,7 @@ pub use element::{DType, Element};
 pub use error::{Result, TensorError};
 pub use index_tensor::IndexTensor;
 pub use random::Generator;
+pub use reduce::{log_softmax_backward, softmax_backward};
 pub use shape::{
     broadcast_shapes, contiguous_strides, normalize_dim, normalize_dims, normalize_insert_dim,
 };
