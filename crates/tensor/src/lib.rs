@@ -35,6 +35,10 @@ mod shape;
 mod shape_ops;
 mod tensor;
 
+pub use conv::{
+    conv1d, conv1d_backward_input, conv1d_backward_weight, conv2d, conv2d_backward_input,
+    conv2d_backward_weight, Conv1dParams, Conv2dParams,
+};
 pub use element::{DType, Element};
 pub use error::{Result, TensorError};
 pub use index_tensor::IndexTensor;
