@@ -711,3 +711,6 @@ fn weight_grad_kernel<T: Element>(geo: &Geometry, g: &[T], x: &[T]) -> Vec<T> {
     }
     total
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,6 +42,10 @@ pub use conv::{
 pub use element::{DType, Element};
 pub use error::{Result, TensorError};
 pub use index_tensor::IndexTensor;
+pub use pool::{
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
+    max_pool2d_backward, AvgPool2dParams, MaxPool2dParams,
+};
 pub use random::Generator;
 pub use shape::{
     broadcast_shapes, contiguous_strides, normalize_dim, normalize_dims, normalize_insert_dim,
