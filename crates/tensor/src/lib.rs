@@ -35,9 +35,17 @@ mod shape;
 mod shape_ops;
 mod tensor;
 
+pub use conv::{
+    conv1d, conv1d_backward_input, conv1d_backward_weight, conv2d, conv2d_backward_input,
+    conv2d_backward_weight, Conv1dParams, Conv2dParams,
+};
 pub use element::{DType, Element};
 pub use error::{Result, TensorError};
 pub use index_tensor::IndexTensor;
+pub use pool::{
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
+    max_pool2d_backward, AvgPool2dParams, MaxPool2dParams,
+};
 pub use random::Generator;
 pub use reduce::{log_softmax_backward, softmax_backward};
 pub use shape::{

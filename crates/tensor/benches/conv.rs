@@ -1,0 +1,66 @@
+//! Convolution forward plus backward (input, weight and bias gradients) at the shapes of a
+//! LeNet-5 training step and of a 64-channel 3x3 layer, batch 64, in f32.
+
+use std::hint::black_box;
+
+use criterion::{criterion_main, Criterion};
+use strata_tensor::{
+    conv2d, conv2d_backward_input, conv2d_backward_weight, Conv2dParams, Generator, Tensor,
+};
+
+/// One training step's convolution work: output, then the three gradients.
+fn fwd_bwd(
+    x: &Tensor<f32>,
+    w: &Tensor<f32>,
+    b: &Tensor<f32>,
+    g: &Tensor<f32>,
+    params: &Conv2dParams,
+) -> [Tensor<f32>; 3] {
+    let out = conv2d(x, w, Some(b), params).expect("valid shapes");
+    let grad_x = conv2d_backward_input(g, w, x.shape(), params).expect("valid shapes");
+    let grad_w = conv2d_backward_weight(g, x, w.shape(), params).expect("valid shapes");
+    let plane = g.shape()[2] * g.shape()[3];
+    let channels = w.shape()[0];
+    let mut grad_b = vec![0.0f32; channels];
+    for (k, row) in g.contiguous_slice().chunks(plane).enumerate() {
+        grad_b[k % channels] += row.iter().sum::<f32>();
+    }
+    black_box(grad_b);
+    [out, grad_x, grad_w]
+}
+
+fn bench_case(c: &mut Criterion, id: &str, input: &[usize], weight: &[usize], padding: usize) {
+    let mut gen = Generator::new(0);
+    let x: Tensor<f32> = gen.randn(input);
+    let w: Tensor<f32> = gen.randn(weight);
+    let b: Tensor<f32> = gen.randn(&weight[..1]);
+    let params = Conv2dParams {
+        padding: [padding, padding],
+        ..Default::default()
+    };
+    let out_shape = conv2d(&x, &w, Some(&b), &params)
+        .expect("valid shapes")
+        .shape()
+        .to_vec();
+    let g: Tensor<f32> = gen.randn(&out_shape);
+
+    let mut group = c.benchmark_group("conv2d");
+    group.sample_size(20);
+    group.bench_function(id, |bench| {
+        bench.iter(|| fwd_bwd(black_box(&x), black_box(&w), &b, black_box(&g), &params))
+    });
+    group.finish();
+}
+
+fn conv_benches(c: &mut Criterion) {
+    bench_case(c, "lenet1_fwd_bwd", &[64, 1, 32, 32], &[6, 1, 5, 5], 0);
+    bench_case(c, "lenet2_fwd_bwd", &[64, 6, 14, 14], &[16, 6, 5, 5], 0);
+    bench_case(c, "c64_3x3_fwd_bwd", &[64, 64, 32, 32], &[64, 64, 3, 3], 1);
+}
+
+/// The group criterion's harness runs (a private module: the generated function is undocumented).
+mod harness {
+    criterion::criterion_group!(benches, super::conv_benches);
+}
+
+criterion_main!(harness::benches);
