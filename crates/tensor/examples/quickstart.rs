@@ -42,7 +42,8 @@ fn main() -> Result<(), TensorError> {
     println!(
         "clone shares storage: {shared_before}; after a write: {} (x[0, 0] is still {})",
         y.shares_storage_with(&x),
-        x.get(&[0, 0]).expect("index [0, 0] is inside a [2, 3] tensor"),
+        x.get(&[0, 0])
+            .expect("index [0, 0] is inside a [2, 3] tensor"),
     );
     Ok(())
 }

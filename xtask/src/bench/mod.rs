@@ -273,6 +273,7 @@ fn build(
     }
     let mut executables = HashMap::new();
     let mut packages: Vec<&str> = wanted.iter().map(|&(p, _)| p).collect();
+    packages.sort_unstable();
     packages.dedup();
     for package in packages {
         let mut cmd = Cmd::cargo().args([
