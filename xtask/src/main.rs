@@ -13,7 +13,10 @@ mod tidy;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cmd::Cmd;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -90,6 +93,18 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("bug: xtask lives inside the workspace")
         .to_path_buf()
+}
+
+/// Reads `cargo metadata --format-version 1 --no-deps` for the workspace at `root`.
+///
+/// # Errors
+/// If cargo fails or prints something that is not JSON.
+pub fn cargo_metadata(root: &Path) -> Result<Value> {
+    let text = Cmd::cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .dir(root)
+        .read()?;
+    serde_json::from_str(&text).context("cargo metadata printed invalid JSON")
 }
 
 #[cfg(test)]

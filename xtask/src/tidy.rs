@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::cmd::Cmd;
 use crate::generated;
 
 /// Layer of each workspace crate, by package name: a crate may depend only on crates at a
@@ -74,7 +73,7 @@ impl fmt::Display for Problem {
 /// If `cargo metadata` fails or a file cannot be read; rule violations are returned, not
 /// raised.
 pub fn check_all(root: &Path) -> Result<Vec<Problem>> {
-    let mut problems = check_layering(&cargo_metadata(root)?, root);
+    let mut problems = check_layering(&crate::cargo_metadata(root)?, root);
     problems.extend(check_files(root)?);
     Ok(problems)
 }
@@ -91,18 +90,6 @@ pub fn report(problems: &[Problem]) -> Result<()> {
         0 => Ok(()),
         n => anyhow::bail!("tidy: {n} problem(s), listed above"),
     }
-}
-
-/// Reads `cargo metadata --format-version 1 --no-deps` for the workspace at `root`.
-///
-/// # Errors
-/// If cargo fails or prints something that is not JSON.
-pub fn cargo_metadata(root: &Path) -> Result<Value> {
-    let text = Cmd::cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .dir(root)
-        .read()?;
-    serde_json::from_str(&text).context("cargo metadata printed invalid JSON")
 }
 
 /// Checks that every workspace crate depends (normal, dev or build) only on workspace crates
@@ -343,7 +330,7 @@ mod tests {
 
     #[test]
     fn workspace_layering_holds() {
-        let metadata = cargo_metadata(&root()).unwrap();
+        let metadata = crate::cargo_metadata(&root()).unwrap();
 
         let problems = check_layering(&metadata, &root());
 

@@ -154,7 +154,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     if selected.is_empty() {
         bail!("no workload matches the filter; see the table in xtask/src/bench/mod.rs");
     }
-    let metadata = crate::tidy::cargo_metadata(root)?;
+    let metadata = crate::cargo_metadata(root)?;
     let layout = Layout::from_metadata(&metadata)?;
     let executables = build(&layout, &selected)?;
     let python = std::env::var("STRATA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
