@@ -178,9 +178,37 @@ fn generate_from(table_path: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
         }
     }
     Ok(vec![
-        (PathBuf::from(OPS_OUT), render_ops(&table)?),
-        (PathBuf::from(TESTS_OUT), render_tests(&table)),
+        (PathBuf::from(OPS_OUT), rustfmt(&render_ops(&table)?)?),
+        (PathBuf::from(TESTS_OUT), rustfmt(&render_tests(&table))?),
     ])
+}
+
+/// Formats generated source with rustfmt, so that `cargo fmt` leaves the files as generated.
+fn rustfmt(source: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2021", "--emit", "stdout"])
+        .current_dir(crate::workspace_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(source.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "rustfmt rejected generated code: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 fn render_ops(table: &Table) -> anyhow::Result<String> {
