@@ -21,7 +21,7 @@
 //! # Ok::<(), strata_data::DataError>(())
 //! ```
 
-mod bpe;
+pub mod bpe;
 pub mod corpus;
 mod error;
 mod fsutil;

@@ -27,6 +27,7 @@
 //! # Ok::<(), strata_data::DataError>(())
 //! ```
 
+use std::fmt;
 use std::panic;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -90,11 +91,20 @@ impl Default for LoaderConfig {
 pub type VecCollate<T> = fn(Vec<T>) -> Vec<T>;
 
 /// Batches of a [`Dataset`], built on a background thread; see the [module docs](self).
-#[derive(Debug)]
 pub struct DataLoader<D: Dataset, F = VecCollate<<D as Dataset>::Item>> {
     dataset: Arc<D>,
     config: LoaderConfig,
     collate: Arc<F>,
+}
+
+impl<D: Dataset, F> fmt::Debug for DataLoader<D, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The dataset and the collate function (often a closure) need not be `Debug`.
+        f.debug_struct("DataLoader")
+            .field("dataset_len", &self.dataset.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<D> DataLoader<D>

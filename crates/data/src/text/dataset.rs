@@ -299,8 +299,9 @@ mod tests {
 
     #[test]
     fn random_windows_reach_both_ends_of_the_split() {
-        // 12 training tokens and context 4 allow starts 0..=7; the last window ends at 11.
-        let data = TextDataset::new((0..13).collect(), 4, 12.0 / 13.0).unwrap();
+        // 12 tokens, all for training, and context 4 allow starts 0..=7; the last window's
+        // targets end at token 11.
+        let data = TextDataset::new((0..12).collect(), 4, 1.0).unwrap();
         let mut gen = Generator::new(0);
 
         let (x, y) = data.sample_batch(Split::Train, 400, &mut gen).unwrap();
@@ -315,9 +316,9 @@ mod tests {
 
     #[test]
     fn sequential_batches_cover_the_split_in_order() {
-        // 90 training tokens, context 10: windows start at 0, 10, ..., 70 (80 would need
-        // token 90 as its last target).
-        let data = counting(100, 10);
+        // 90 training tokens (of 101), context 10: windows start at 0, 10, ..., 70 (80 would
+        // need token 90 as its last target).
+        let data = counting(101, 10);
 
         let batches: Vec<_> = data.sequential_batches(Split::Train, 3).unwrap().collect();
 
