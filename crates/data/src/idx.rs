@@ -428,6 +428,20 @@ pub(crate) mod tests {
             matches!(err, DataError::Corrupt { .. } | DataError::Length { .. }),
             "{err:?}"
         );
+        assert!(err.to_string().contains("cut.gz"), "{err}");
+    }
+
+    #[test]
+    fn gzip_magic_followed_by_garbage_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = vec![0x1f, 0x8b];
+        bytes.extend((0..200u32).map(|i| (i * 31 % 256) as u8));
+        let path = write(dir.path(), "garbage.gz", &bytes);
+
+        let err = read_images(&path).unwrap_err();
+
+        assert!(matches!(err, DataError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("garbage.gz"), "{err}");
     }
 
     #[test]
