@@ -297,7 +297,7 @@ fn epoch_seed(seed: u64, epoch: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
 
@@ -454,17 +454,26 @@ mod tests {
     fn worker_stays_at_most_prefetch_batches_ahead() {
         let dataset = Numbers::new(1000);
         let loader = DataLoader::new(Arc::clone(&dataset), config(10, false, false)).unwrap();
+        let reads = || dataset.reads.load(Ordering::SeqCst);
 
         let mut batches = loader.epoch(0);
         batches.next();
-        thread::sleep(Duration::from_millis(100));
-        let reads = dataset.reads.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reads() < 30 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(50));
 
         // One batch consumed, two waiting in the channel, one built and blocked in `send`.
-        assert!(reads <= 40, "{reads} items read ahead of the consumer");
         assert!(
-            reads >= 30,
-            "the worker did not prefetch: {reads} items read"
+            reads() >= 30,
+            "the worker did not prefetch: {} items read",
+            reads()
+        );
+        assert!(
+            reads() <= 40,
+            "{} items read ahead of the consumer",
+            reads()
         );
     }
 
