@@ -206,12 +206,12 @@ fn second_derivative_of_tanh() {
         ..Default::default()
     };
 
-    let dy = grad(&[x.tanh().sum_all()], &[x.clone()], None, opts)
+    let dy = grad(&[x.tanh().sum_all()], std::slice::from_ref(&x), None, opts)
         .unwrap()
         .remove(0);
     let d2y = grad(
         &[dy.sum_all()],
-        &[x.clone()],
+        std::slice::from_ref(&x),
         None,
         BackwardOptions::default(),
     )
@@ -235,7 +235,9 @@ fn hessian_vector_product_of_a_quadratic_form() {
     };
 
     let f = x.matmul(&a).unwrap().matmul(&x).unwrap().mul_scalar(0.5);
-    let g = grad(&[f], &[x.clone()], None, opts).unwrap().remove(0);
+    let g = grad(&[f], std::slice::from_ref(&x), None, opts)
+        .unwrap()
+        .remove(0);
     let hv = grad(
         &[g.mul(&v).unwrap().sum_all()],
         &[x],

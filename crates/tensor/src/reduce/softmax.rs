@@ -222,7 +222,7 @@ fn softmax_lane<T: Element>(xs: &[T], out: &mut [T]) {
     }
     let total = pairwise_sum(out);
     for y in out.iter_mut() {
-        *y = *y / total;
+        *y /= total;
     }
 }
 
