@@ -178,7 +178,10 @@ pub(crate) struct MatRef<'a, T> {
     pub col_stride: usize,
 }
 
-#[allow(dead_code, reason = "the im2col convolution builds its operands with these")]
+#[allow(
+    dead_code,
+    reason = "the im2col convolution builds its operands with these"
+)]
 impl<'a, T> MatRef<'a, T> {
     /// A row-major matrix over a contiguous slice.
     pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
@@ -354,7 +357,11 @@ impl<'a, T: Element> Operand<'a, T> {
 
 /// Computes every product of the broadcast batch `batch` into a new row-major buffer of shape
 /// `(*batch, lhs.rows, rhs.cols)`; the operands' shapes have been checked.
-fn batched_product<T: Element>(lhs: &Operand<'_, T>, rhs: &Operand<'_, T>, batch: &[usize]) -> Vec<T> {
+fn batched_product<T: Element>(
+    lhs: &Operand<'_, T>,
+    rhs: &Operand<'_, T>,
+    batch: &[usize],
+) -> Vec<T> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let batches = numel(batch);
     let mut out = vec![T::zero(); batches * m * n];
@@ -666,7 +673,10 @@ mod tests {
         let v = t(&[1., 2., 3.], &[3]);
         let m = t(&[1., 0., 0., 1., 1., 1.], &[3, 2]);
         let m_t = t(&[1., 0., 1., 0., 1., 1.], &[2, 3]);
-        let batched = t(&[1., 0., 0., 1., 1., 1., 2., 2., 2., 2., 2., 2.], &[2, 3, 2]);
+        let batched = t(
+            &[1., 0., 0., 1., 1., 1., 2., 2., 2., 2., 2., 2.],
+            &[2, 3, 2],
+        );
 
         let dot = v.matmul(&v).unwrap();
         let row = v.matmul(&m).unwrap();
@@ -692,7 +702,11 @@ mod tests {
 
         assert!(!a.is_contiguous() && !b.is_contiguous());
         assert_eq!(got.shape(), &shape[..]);
-        assert!(got.to_vec().iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12));
+        assert!(got
+            .to_vec()
+            .iter()
+            .zip(&expected)
+            .all(|(g, e)| (g - e).abs() < 1e-12));
     }
 
     #[test]
@@ -777,7 +791,10 @@ mod tests {
 
         assert_eq!(dot_matrix, "dot: expected a 1-D tensor, got shape [2, 3]");
         assert_eq!(dot_lengths, "dot: lengths differ (lhs [3], rhs [2])");
-        assert_eq!(outer_matrix, "outer: expected a 1-D tensor, got shape [2, 3]");
+        assert_eq!(
+            outer_matrix,
+            "outer: expected a 1-D tensor, got shape [2, 3]"
+        );
     }
 
     #[test]
