@@ -1,102 +1,130 @@
-"""PyTorch reference timings for the tensor benchmarks that `cargo xtask bench` runs.
+#!/usr/bin/env python3
+"""Reference timings of the tensor benchmarks with NumPy and PyTorch.
 
-Each workload matches a criterion benchmark ID of strata-tensor (same sizes, f32, seeded
-inputs). The script times one workload at a given thread count and prints one JSON line:
+Runs the same workloads as the criterion benches in crates/tensor/benches (same names) and
+prints one JSON object per line:
 
-    {"workload": "gemm/512", "impl": "torch", "threads": 1, "median_s": 0.0012, "runs": 812}
+    {"workload": "gemm/512", "impl": "numpy", "threads": 1, "median_s": 0.0019, "runs": 11}
 
-usage: python3 tensor_ops.py --workload gemm/512 --threads 1 [--quick]
-       python3 tensor_ops.py --list
+Thread counts are fixed before the libraries start: each count runs in a child process with
+OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS set (and torch.set_num_threads), or
+through threadpoolctl when it is installed.
+
+Usage: tensor_ops.py [--threads 1,2] [--filter gemm/512] [--impl numpy,torch]
 """
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 
-import torch
+GEMM_SHAPES = [
+    ("gemm/256", 256, 256, 256),
+    ("gemm/512", 512, 512, 512),
+    ("gemm/1024", 1024, 1024, 1024),
+    ("gemm/2048", 2048, 2048, 2048),
+    ("gemm/768x128x384", 768, 128, 384),
+    ("gemm/768x512x128", 768, 512, 128),
+]
+ELEMENTS_16M = 16 * 1024 * 1024
+WORKLOADS = [name for name, *_ in GEMM_SHAPES] + ["add/16M", "sum/16M"]
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def gemm(m, k, n):
-    """(m, k) @ (k, n): 2*m*k*n floating-point operations."""
-    a = torch.randn(m, k)
-    b = torch.randn(k, n)
-    return lambda: torch.matmul(a, b)
+def runs_for(seconds_per_run):
+    """Enough runs for a stable median in about a second, between 5 and 51."""
+    return max(5, min(51, int(1.0 / max(seconds_per_run, 1e-6))))
 
 
-def add(numel):
-    """Elementwise sum of two vectors into a new one."""
-    a = torch.randn(numel)
-    b = torch.randn(numel)
-    return lambda: a + b
-
-
-def total(numel):
-    """Sum of all elements to a scalar."""
-    a = torch.randn(numel)
-    return lambda: a.sum()
-
-
-SIXTEEN_MI = 1 << 24
-
-WORKLOADS = {
-    "gemm/256": lambda: gemm(256, 256, 256),
-    "gemm/512": lambda: gemm(512, 512, 512),
-    "gemm/1024": lambda: gemm(1024, 1024, 1024),
-    "gemm/2048": lambda: gemm(2048, 2048, 2048),
-    "gemm/768x128x384": lambda: gemm(768, 128, 384),
-    "gemm/768x512x128": lambda: gemm(768, 512, 128),
-    "add/16M": lambda: add(SIXTEEN_MI),
-    "sum/16M": lambda: total(SIXTEEN_MI),
-}
-
-
-def measure(run, warmup_s, target_s, min_runs):
-    """Median wall time of one call, after warming up, over at least `min_runs` calls."""
+def measure(fn):
+    """Median wall time of `fn` after one warm-up call; returns (median_s, runs)."""
     start = time.perf_counter()
-    while time.perf_counter() - start < warmup_s:
-        run()
+    fn()
+    runs = runs_for(time.perf_counter() - start)
     times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < target_s:
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), runs
+
+
+def workloads(impl):
+    """(name, callable) pairs for one implementation, inputs drawn with a fixed seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if impl == "torch":
+        import torch
+
+        convert = torch.from_numpy
+    else:
+        convert = lambda array: array  # noqa: E731
+    for name, m, k, n in GEMM_SHAPES:
+        a = convert(rng.standard_normal((m, k), dtype=np.float32))
+        b = convert(rng.standard_normal((k, n), dtype=np.float32))
+        yield name, (lambda a=a, b=b: a @ b)
+    x = convert(rng.standard_normal(ELEMENTS_16M, dtype=np.float32))
+    y = convert(rng.standard_normal(ELEMENTS_16M, dtype=np.float32))
+    yield "add/16M", (lambda: x + y)
+    yield "sum/16M", (lambda: x.sum())
+
+
+def child(threads, impls, wanted):
+    """Runs the workloads in this process, whose thread variables are already set."""
+    limiter = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=threads)
+    except ImportError:
+        pass
+    if "torch" in impls:
+        import torch
+
+        torch.set_num_threads(threads)
+    for impl in impls:
+        for name, fn in workloads(impl):
+            if wanted and name not in wanted:
+                continue
+            median_s, runs = measure(fn)
+            record = {
+                "workload": name,
+                "impl": impl,
+                "threads": threads,
+                "median_s": median_s,
+                "runs": runs,
+            }
+            print(json.dumps(record), flush=True)
+    if limiter is not None:
+        limiter.restore_original_limits()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", help="workload name, e.g. gemm/512")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
-    parser.add_argument("--quick", action="store_true", help="shorter warm-up and timing")
-    parser.add_argument("--list", action="store_true", help="print the workload names")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--filter", default="", help="comma-separated workload names")
+    parser.add_argument("--impl", default="numpy,torch", help="numpy, torch or both")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.list:
-        print("\n".join(WORKLOADS))
-        return 0
-    if args.workload not in WORKLOADS:
-        print(f"unknown workload {args.workload!r}; try --list", file=sys.stderr)
-        return 2
-
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    run = WORKLOADS[args.workload]()
-    warmup_s, target_s, min_runs = (0.3, 1.0, 5) if args.quick else (1.0, 3.0, 10)
-    with torch.inference_mode():
-        median_s, runs = measure(run, warmup_s, target_s, min_runs)
-    line = {
-        "workload": args.workload,
-        "impl": "torch",
-        "threads": args.threads,
-        "median_s": median_s,
-        "runs": runs,
-    }
-    print(json.dumps(line))
-    return 0
+    impls = [i for i in args.impl.split(",") if i]
+    wanted = {w for w in args.filter.split(",") if w}
+    unknown = wanted - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}; known: {WORKLOADS}")
+    if args.child is not None:
+        child(args.child, impls, wanted)
+        return
+    for threads in [int(t) for t in args.threads.split(",") if t]:
+        env = dict(os.environ, **{var: str(threads) for var in THREAD_VARS})
+        command = [sys.executable, __file__, "--child", str(threads), "--impl", args.impl]
+        if args.filter:
+            command += ["--filter", args.filter]
+        subprocess.run(command, env=env, check=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
