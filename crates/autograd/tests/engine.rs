@@ -4,7 +4,7 @@
 use strata_autograd::{
     detect_anomaly, grad, gradcheck, no_grad, AutogradError, BackwardOptions, GradcheckOptions, Var,
 };
-use strata_tensor::{Generator, Tensor};
+use strata_tensor::Tensor;
 
 fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {
     Tensor::from_vec(data.to_vec(), shape).unwrap()
