@@ -107,6 +107,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--filter", default="", help="comma-separated workload names")
+    parser.add_argument("--workload", dest="filter", help="one workload name (as --filter)")
+    parser.add_argument("--quick", action="store_true", help="accepted for the runner; no effect")
     parser.add_argument("--impl", default="numpy,torch", help="numpy, torch or both")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

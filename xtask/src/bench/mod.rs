@@ -29,6 +29,9 @@ pub const THREADS: [usize; 2] = [1, 2];
 /// The reference script for tensor operations.
 const TENSOR_OPS: &str = "bench/reference/tensor_ops.py";
 
+/// The reference script for autograd.
+const AUTOGRAD: &str = "bench/reference/autograd.py";
+
 /// Where the report is written, relative to the workspace root.
 const REPORT: &str = "docs/benchmarks.md";
 
@@ -122,6 +125,24 @@ pub fn workloads() -> Vec<Workload> {
         gemm("gemm/768x512x128", 768.0, 512.0, 128.0),
         elementwise("add/16M", sixteen_mi),
         elementwise("sum/16M", sixteen_mi),
+        Workload {
+            id: "autograd/add_2x2",
+            package: "strata-autograd",
+            bench: "autograd",
+            reference: Some((AUTOGRAD, "autograd/add_2x2")),
+            work: None,
+        },
+        Workload {
+            id: "autograd/mlp_784_256_256_10_b64",
+            package: "strata-autograd",
+            bench: "autograd",
+            reference: Some((AUTOGRAD, "autograd/mlp_784_256_256_10_b64")),
+            work: Some(Work {
+                // Forward and backward: three GEMMs per layer of 2 * 64 * in * out each.
+                amount: 3.0 * 2.0 * 64.0 * (784.0 * 256.0 + 256.0 * 256.0 + 256.0 * 10.0),
+                unit: "FLOP",
+            }),
+        },
         Workload {
             id: "conv2d/lenet1_fwd_bwd",
             package: "strata-tensor",
@@ -369,7 +390,8 @@ fn run_reference(
         let results = parse::reference_results(&measured.stdout)?;
         let found = results
             .iter()
-            .find(|r| r.workload == name && r.threads == threads)
+            .filter(|r| r.workload == name && r.threads == threads)
+            .min_by_key(|r| r.implementation != "torch")
             .with_context(|| format!("{script} printed no result for {name} at {threads}"))?;
         Ok((found.median_s, measured.max_rss_kib))
     });
