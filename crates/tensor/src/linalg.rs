@@ -114,14 +114,14 @@ impl<T: Element> Tensor<T> {
         require_vector("outer", other)?;
         let (rows, cols) = (self.shape()[0], other.shape()[0]);
         let column = MatRef {
-            data: reachable(self),
+            data: Tensor::strided_data(self),
             rows,
             cols: 1,
             row_stride: self.strides()[0],
             col_stride: 0,
         };
         let row = MatRef {
-            data: reachable(other),
+            data: Tensor::strided_data(other),
             rows: 1,
             cols,
             row_stride: 0,
@@ -318,7 +318,7 @@ impl<'a, T: Element> Operand<'a, T> {
         };
         let batch_rank = rank.saturating_sub(2);
         Self {
-            data: reachable(tensor),
+            data: Tensor::strided_data(tensor),
             batch_shape: shape[..batch_rank].to_vec(),
             batch_strides: strides[..batch_rank].to_vec(),
             rows,
@@ -443,25 +443,6 @@ fn batch_offsets(batch: &[usize], lhs: &[usize], rhs: &[usize]) -> Vec<(usize, u
         }
     }
     offsets
-}
-
-/// Every element a tensor can reach, from its first one: the slice its strides index into.
-fn reachable<T: Element>(tensor: &Tensor<T>) -> &[T] {
-    if tensor.numel() == 0 {
-        return &[];
-    }
-    let span = 1 + tensor
-        .shape()
-        .iter()
-        .zip(tensor.strides())
-        .map(|(&n, &s)| (n - 1) * s)
-        .sum::<usize>();
-    let first = tensor.view().as_ptr();
-    // SAFETY: tensor constructors and `restride` keep every index reachable through the shape
-    // and strides inside the storage, so `first..first + span` lies inside one live allocation.
-    // The storage is shared behind the `&Tensor` borrow, which the returned slice cannot
-    // outlive, and writers copy it before writing (copy-on-write), so it does not change.
-    unsafe { std::slice::from_raw_parts(first, span) }
 }
 
 /// Checks that `tensor` is 1-D, for ops defined on vectors.

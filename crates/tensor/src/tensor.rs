@@ -178,6 +178,13 @@ impl<T: Element> Tensor<T> {
         unsafe { ArrayViewD::from_shape_ptr(dim, self.storage.as_ptr().add(self.offset)) }
     }
 
+    /// The buffer from this view's first element to its end: every element the view reaches
+    /// lies in it, at offsets given by the strides (what strided kernels such as GEMM read).
+    pub(crate) fn strided_data(&self) -> &[T] {
+        let all = self.storage.as_slice().expect("bug: storage is always contiguous");
+        &all[self.offset..]
+    }
+
     /// The elements as a slice, when they are contiguous.
     pub fn as_slice(&self) -> Option<&[T]> {
         if self.is_contiguous() {
