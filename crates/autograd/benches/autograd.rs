@@ -48,7 +48,10 @@ fn mlp(c: &mut Criterion) {
                     h = h.relu();
                 }
             }
-            let picked = h.log_softmax(-1).and_then(|l| l.gather(1, &targets)).expect("targets");
+            let picked = h
+                .log_softmax(-1)
+                .and_then(|l| l.gather(1, &targets))
+                .expect("targets");
             picked.mean_all().neg().backward().expect("scalar loss");
             for (w, b) in &layers {
                 w.zero_grad();

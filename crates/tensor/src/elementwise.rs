@@ -389,7 +389,82 @@ pub(crate) fn softplus<T: Element>(x: T) -> T {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::random::Generator;
+
+    /// Two shapes that broadcast: `out` with some dims set to 1, and a suffix of `out` with
+    /// others set to 1.
+    fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        (prop::collection::vec(1usize..=4, 0..=4), any::<u32>()).prop_map(|(out, bits)| {
+            let lhs = out
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| if bits >> i & 1 == 1 { 1 } else { n })
+                .collect();
+            let keep = (bits >> 8) as usize % (out.len() + 1);
+            let rhs = out[out.len() - keep..]
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| if bits >> (16 + i) & 1 == 1 { 1 } else { n })
+                .collect();
+            (lhs, rhs)
+        })
+    }
+
+    /// The element of `t` that broadcasting maps output position `index` to.
+    fn at(t: &Tensor<f64>, index: &[usize]) -> f64 {
+        let skip = index.len() - t.ndim();
+        let own: Vec<usize> = t
+            .shape()
+            .iter()
+            .zip(&index[skip..])
+            .map(|(&n, &i)| if n == 1 { 0 } else { i })
+            .collect();
+        t.get(&own).expect("index inside the operand")
+    }
+
+    proptest! {
+        #[test]
+        fn broadcasting_binary_ops_match_an_explicit_loop(
+            (lhs, rhs) in broadcast_pair(),
+            seed in any::<u64>(),
+            swap in any::<bool>(),
+        ) {
+            let (lhs, rhs) = if swap { (rhs, lhs) } else { (lhs, rhs) };
+            let mut gen = Generator::new(seed);
+            let a: Tensor<f64> = gen.randn(&lhs);
+            let b: Tensor<f64> = gen.randn(&rhs);
+            let shape = broadcast_shapes("t", &lhs, &rhs).unwrap();
+
+            let sum = a.add(&b).unwrap();
+            let product = a.mul(&b).unwrap();
+            let larger = a.maximum(&b).unwrap();
+
+            prop_assert_eq!(sum.shape(), shape.as_slice());
+            let (sum, product, larger) = (sum.to_vec(), product.to_vec(), larger.to_vec());
+            for (flat, index) in ndarray::indices(IxDyn(&shape)).into_iter().enumerate() {
+                let index = ndarray::Dimension::slice(&index).to_vec();
+                let (x, y) = (at(&a, &index), at(&b, &index));
+                prop_assert_eq!(sum[flat], x + y);
+                prop_assert_eq!(product[flat], x * y);
+                prop_assert_eq!(larger[flat], x.max(y));
+            }
+        }
+
+        #[test]
+        fn broadcasting_is_symmetric(
+            (lhs, rhs) in broadcast_pair(),
+            seed in any::<u64>(),
+        ) {
+            let mut gen = Generator::new(seed);
+            let a: Tensor<f64> = gen.randn(&lhs);
+            let b: Tensor<f64> = gen.randn(&rhs);
+
+            prop_assert_eq!(a.add(&b).unwrap(), b.add(&a).unwrap());
+        }
+    }
 
     fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {
         Tensor::from_vec(data.to_vec(), shape).unwrap()

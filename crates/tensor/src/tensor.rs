@@ -181,7 +181,10 @@ impl<T: Element> Tensor<T> {
     /// The buffer from this view's first element to its end: every element the view reaches
     /// lies in it, at offsets given by the strides (what strided kernels such as GEMM read).
     pub(crate) fn strided_data(&self) -> &[T] {
-        let all = self.storage.as_slice().expect("bug: storage is always contiguous");
+        let all = self
+            .storage
+            .as_slice()
+            .expect("bug: storage is always contiguous");
         &all[self.offset..]
     }
 
