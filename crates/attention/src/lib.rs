@@ -1,0 +1,2 @@
+//! Attention over `strata-autograd`: scaled dot-product and multi-head attention, masks,
+//! positional encodings and a KV cache.

@@ -1,0 +1,1 @@
+//! Complete, configurable models built from `strata-nn-layers` and `strata-attention`.
