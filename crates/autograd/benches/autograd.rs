@@ -15,9 +15,11 @@ use strata_tensor::{Generator, IndexTensor, Tensor};
 fn op_overhead(c: &mut Criterion) {
     let a = Var::parameter(Tensor::<f32>::ones(&[2, 2]));
     let b = Var::parameter(Tensor::<f32>::ones(&[2, 2]));
-    c.bench_function("autograd/add_2x2", |bench| {
+    let mut group = c.benchmark_group("autograd");
+    group.bench_function("add_2x2", |bench| {
         bench.iter(|| black_box(a.add(&b).expect("same shapes")));
     });
+    group.finish();
 }
 
 /// Forward and backward of a ReLU MLP with softmax cross-entropy, gradients cleared each time.
