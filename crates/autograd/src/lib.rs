@@ -31,6 +31,7 @@ pub mod generated;
 mod gradcheck;
 mod mode;
 mod multi;
+mod norm;
 mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -26,6 +26,7 @@ mod error;
 mod index;
 mod index_tensor;
 mod linalg;
+mod norm;
 mod ops;
 pub mod parallel;
 mod pool;
@@ -42,6 +43,7 @@ pub use conv::{
 pub use element::{DType, Element};
 pub use error::{Result, TensorError};
 pub use index_tensor::IndexTensor;
+pub use norm::{layer_norm_backward, LayerNormGrads, LayerNormOutput};
 pub use pool::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,
     max_pool2d_backward, AvgPool2dParams, MaxPool2dParams,
