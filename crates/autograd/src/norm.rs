@@ -72,11 +72,7 @@ impl<T: Element> LayerNormBackward<T> {
     }
 
     /// The same rule with differentiable ops, for `create_graph`.
-    fn recorded(
-        &self,
-        inputs: &[Var<T>],
-        grad: &Var<T>,
-    ) -> Result<InputGrads<T>> {
+    fn recorded(&self, inputs: &[Var<T>], grad: &Var<T>) -> Result<InputGrads<T>> {
         let x = &inputs[0];
         let dims = self.row_dims();
         let centered = x.sub(&x.mean_keepdim(&dims)?)?;
