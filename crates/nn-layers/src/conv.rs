@@ -1,0 +1,580 @@
+//! Convolution layers, `Conv1d` and `Conv2d`, as PyTorch's `nn.Conv1d` and `nn.Conv2d`.
+//!
+//! Both own a weight `(out_channels, in_channels / groups, kernel...)` and an optional bias
+//! `(out_channels)`, drawn as PyTorch draws them (`kaiming_uniform_(a = sqrt(5))`, which is
+//! `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`), and run autograd's `conv1d` / `conv2d`. Padding may
+//! be a number per spatial dim, or `"valid"` (none) or `"same"` (output as large as the
+//! input, stride 1 only); `"same"` with an even dilated kernel pads one more zero after than
+//! before, as PyTorch does.
+
+use strata_autograd::Var;
+use strata_tensor::{Conv1dParams, Conv2dParams, Element, Generator};
+
+use crate::error::{NnError, Result};
+use crate::module::{prefixed, Forward, Module};
+
+/// The padding of a convolution: PyTorch's `padding=` argument.
+///
+/// `P` is `[usize; 2]` (`[height, width]`) for [`Conv2d`] and `usize` for [`Conv1d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Padding<P> {
+    /// This many zeros before and after each spatial dim (PyTorch's `padding=1` or `(1, 2)`).
+    Explicit(P),
+    /// No padding, PyTorch's `padding="valid"`.
+    Valid,
+    /// Enough zeros that the output has the input's size, PyTorch's `padding="same"`: in
+    /// total `dilation * (kernel - 1)` per dim, half before and the rest after. Only with
+    /// stride 1.
+    Same,
+}
+
+/// Options of [`Conv2d`]: PyTorch's keyword arguments of `nn.Conv2d`, pairs ordered
+/// `[height, width]`.
+///
+/// `Default` gives PyTorch's defaults: stride 1, no padding, dilation 1, one group, a bias.
+///
+/// # Limitations
+/// Only zero padding is offered (PyTorch's `padding_mode="zeros"`); there is no
+/// `padding_mode` field, so reflect, replicate and circular padding cannot be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Step between neighbouring windows. Default `[1, 1]`; must be positive.
+    pub stride: [usize; 2],
+    /// Zero padding of the input. Default `Padding::Explicit([0, 0])`.
+    pub padding: Padding<[usize; 2]>,
+    /// Spacing between kernel taps. Default `[1, 1]`; must be positive.
+    pub dilation: [usize; 2],
+    /// Number of channel blocks; must divide both channel counts. Default `1`.
+    pub groups: usize,
+    /// Whether the layer adds a learned bias. Default `true`.
+    pub bias: bool,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Self {
+            stride: [1, 1],
+            padding: Padding::Explicit([0, 0]),
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+/// Options of [`Conv1d`]: PyTorch's keyword arguments of `nn.Conv1d`.
+///
+/// `Default` gives PyTorch's defaults: stride 1, no padding, dilation 1, one group, a bias.
+///
+/// # Limitations
+/// Only zero padding is offered, as for [`Conv2dConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv1dConfig {
+    /// Step between neighbouring windows. Default `1`; must be positive.
+    pub stride: usize,
+    /// Zero padding of the input. Default `Padding::Explicit(0)`.
+    pub padding: Padding<usize>,
+    /// Spacing between kernel taps. Default `1`; must be positive.
+    pub dilation: usize,
+    /// Number of channel blocks; must divide both channel counts. Default `1`.
+    pub groups: usize,
+    /// Whether the layer adds a learned bias. Default `true`.
+    pub bias: bool,
+}
+
+impl Default for Conv1dConfig {
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: Padding::Explicit(0),
+            dilation: 1,
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+/// Per spatial dim, the zeros before and after; symmetric ones go to the kernel, the rest
+/// (only "same" with an even dilated kernel) is padded explicitly first.
+fn resolve_padding(
+    layer: &'static str,
+    padding: &[Option<usize>],
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+) -> Result<Vec<(usize, usize)>> {
+    let mut out = Vec::with_capacity(kernel.len());
+    for d in 0..kernel.len() {
+        match padding[d] {
+            Some(p) => out.push((p, p)),
+            None => {
+                if stride[d] != 1 {
+                    return Err(NnError::Config {
+                        layer,
+                        reason: format!(
+                            "padding=\"same\" is not supported for strided convolutions, \
+                             got stride {stride:?}"
+                        ),
+                    });
+                }
+                let total = dilation[d] * (kernel[d] - 1);
+                out.push((total / 2, total - total / 2));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the shared config values and draws the weight and bias.
+#[allow(clippy::too_many_arguments)]
+fn init_conv<T: Element>(
+    layer: &'static str,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+    groups: usize,
+    bias: bool,
+    generator: &mut Generator,
+) -> Result<(Var<T>, Option<Var<T>>)> {
+    let config_err = |reason: String| NnError::Config { layer, reason };
+    if in_channels == 0 || out_channels == 0 {
+        return Err(config_err(format!(
+            "channel counts must be positive, got in_channels {in_channels}, \
+             out_channels {out_channels}"
+        )));
+    }
+    if groups == 0 || in_channels % groups != 0 || out_channels % groups != 0 {
+        return Err(config_err(format!(
+            "groups {groups} must be positive and divide in_channels {in_channels} and \
+             out_channels {out_channels}"
+        )));
+    }
+    if kernel.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+        return Err(config_err(format!(
+            "kernel_size {kernel:?}, stride {stride:?} and dilation {dilation:?} must be positive"
+        )));
+    }
+    let fan_in = in_channels / groups * kernel.iter().product::<usize>();
+    let bound = T::from_f64(1.0 / (fan_in as f64).sqrt());
+    let mut shape = vec![out_channels, in_channels / groups];
+    shape.extend_from_slice(kernel);
+    let weight = Var::parameter(generator.uniform(&shape, -bound, bound));
+    let bias = bias.then(|| Var::parameter(generator.uniform(&[out_channels], -bound, bound)));
+    Ok((weight, bias))
+}
+
+/// Checks rank and channel count of a convolution input.
+fn check_input(
+    layer: &'static str,
+    shape: &[usize],
+    spatial: usize,
+    in_channels: usize,
+) -> Result<()> {
+    let rank = shape.len();
+    if rank != spatial + 1 && rank != spatial + 2 {
+        return Err(NnError::Input {
+            layer,
+            reason: format!(
+                "expected a {}-D (unbatched) or {}-D (batched) input, got shape {shape:?}",
+                spatial + 1,
+                spatial + 2
+            ),
+        });
+    }
+    let channels = shape[rank - spatial - 1];
+    if channels != in_channels {
+        return Err(NnError::Input {
+            layer,
+            reason: format!(
+                "expected {in_channels} input channels, got {channels} in shape {shape:?}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Pads the trailing spatial dims of `xs` when some dim needs an asymmetric padding, and
+/// returns the (possibly padded) input with the symmetric padding left for the kernel.
+fn pad_asymmetric<T: Element>(
+    xs: &Var<T>,
+    pads: &[(usize, usize)],
+) -> Result<(Var<T>, Vec<usize>)> {
+    if pads.iter().all(|&(before, after)| before == after) {
+        return Ok((xs.clone(), pads.iter().map(|&(before, _)| before).collect()));
+    }
+    let extra: Vec<(usize, usize)> = pads.iter().map(|&(b, a)| (0, a - b)).collect();
+    let padded = xs.pad(&extra, T::zero())?;
+    Ok((padded, pads.iter().map(|&(before, _)| before).collect()))
+}
+
+/// Adds `bias` `(C_out)` over the channel dim of `ys`, whose last `spatial` dims are spatial.
+fn add_bias<T: Element>(ys: Var<T>, bias: Option<&Var<T>>, spatial: usize) -> Result<Var<T>> {
+    match bias {
+        None => Ok(ys),
+        Some(b) => {
+            let mut shape = vec![b.numel()];
+            shape.extend(std::iter::repeat_n(1, spatial));
+            Ok(ys.add(&b.reshape(&shape)?)?)
+        }
+    }
+}
+
+/// A 2-D convolution layer, PyTorch's `nn.Conv2d`.
+///
+/// ```text
+/// y[n, o] = bias[o] + sum_{c in group(o)} cross_correlate(w[o, c], x[n, c])
+/// H_out = floor((H + pad_h - dilation_h (kH - 1) - 1) / stride_h) + 1, likewise W_out
+///   pad_h = the zeros added before and after (2 p_h for explicit padding p_h)
+/// init: w, bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),  fan_in = C_in / groups * kH * kW
+/// ```
+///
+/// # Shapes
+/// - input: `(N, C_in, H, W)` or unbatched `(C_in, H, W)`
+/// - weight: `(C_out, C_in / groups, kH, kW)`; bias: `(C_out)`
+/// - output: `(N, C_out, H_out, W_out)` or `(C_out, H_out, W_out)`
+///
+/// ```
+/// use strata_autograd::Var;
+/// use strata_nn_layers::{Conv2d, Conv2dConfig, Forward, Padding};
+/// use strata_tensor::{Generator, Tensor};
+///
+/// let mut gen = Generator::new(0);
+/// let config = Conv2dConfig { padding: Padding::Same, ..Default::default() };
+/// let conv = Conv2d::<f32>::new(3, 8, [3, 3], config, &mut gen)?;
+/// let ys = conv.forward(&Var::new(Tensor::ones(&[2, 3, 5, 5])))?;
+/// assert_eq!(ys.shape(), &[2, 8, 5, 5]);
+/// # Ok::<(), strata_nn_layers::NnError>(())
+/// ```
+#[derive(Debug)]
+pub struct Conv2d<T: Element> {
+    weight: Var<T>,
+    bias: Option<Var<T>>,
+    in_channels: usize,
+    kernel_size: [usize; 2],
+    config: Conv2dConfig,
+    pads: Vec<(usize, usize)>,
+}
+
+impl<T: Element> Conv2d<T> {
+    /// A convolution from `in_channels` to `out_channels` with a `[kH, kW]` kernel, its
+    /// weight and bias drawn from `generator` as PyTorch initialises them.
+    ///
+    /// # Errors
+    /// `NnError::Config` for a zero channel count, kernel size, stride or dilation, groups
+    /// that do not divide both channel counts, or `Padding::Same` with a stride other than 1.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: [usize; 2],
+        config: Conv2dConfig,
+        generator: &mut Generator,
+    ) -> Result<Self> {
+        let layer = "Conv2d";
+        let (weight, bias) = init_conv(
+            layer,
+            in_channels,
+            out_channels,
+            &kernel_size,
+            &config.stride,
+            &config.dilation,
+            config.groups,
+            config.bias,
+            generator,
+        )?;
+        let padding = match config.padding {
+            Padding::Explicit([h, w]) => [Some(h), Some(w)],
+            Padding::Valid => [Some(0), Some(0)],
+            Padding::Same => [None, None],
+        };
+        let pads = resolve_padding(
+            layer,
+            &padding,
+            &kernel_size,
+            &config.stride,
+            &config.dilation,
+        )?;
+        Ok(Self {
+            weight,
+            bias,
+            in_channels,
+            kernel_size,
+            config,
+            pads,
+        })
+    }
+
+    /// The weight, `(C_out, C_in / groups, kH, kW)`.
+    pub fn weight(&self) -> &Var<T> {
+        &self.weight
+    }
+
+    /// The bias, `(C_out)`, if the layer has one.
+    pub fn bias(&self) -> Option<&Var<T>> {
+        self.bias.as_ref()
+    }
+
+    /// The kernel size `[kH, kW]`.
+    pub fn kernel_size(&self) -> [usize; 2] {
+        self.kernel_size
+    }
+
+    /// The options the layer was built with.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+}
+
+impl<T: Element> Module<T> for Conv2d<T> {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var<T>)) {
+        f(&prefixed(prefix, "weight"), &self.weight);
+        if let Some(b) = &self.bias {
+            f(&prefixed(prefix, "bias"), b);
+        }
+    }
+}
+
+impl<T: Element> Forward<T> for Conv2d<T> {
+    /// Convolves `xs`, `(N, C_in, H, W)` or `(C_in, H, W)`.
+    ///
+    /// # Errors
+    /// `NnError::Input` for a wrong rank or channel count; an autograd error if the dilated
+    /// kernel exceeds the padded input.
+    fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
+        check_input("Conv2d", xs.shape(), 2, self.in_channels)?;
+        let (xs, padding) = pad_asymmetric(xs, &self.pads)?;
+        let params = Conv2dParams {
+            stride: self.config.stride,
+            padding: [padding[0], padding[1]],
+            dilation: self.config.dilation,
+            groups: self.config.groups,
+        };
+        let ys = xs.conv2d(&self.weight, &params)?;
+        add_bias(ys, self.bias.as_ref(), 2)
+    }
+}
+
+/// A 1-D convolution layer, PyTorch's `nn.Conv1d`.
+///
+/// ```text
+/// y[n, o] = bias[o] + sum_{c in group(o)} cross_correlate(w[o, c], x[n, c])
+/// L_out = floor((L + pad - dilation (k - 1) - 1) / stride) + 1
+/// init: w, bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),  fan_in = C_in / groups * k
+/// ```
+///
+/// # Shapes
+/// - input: `(N, C_in, L)` or unbatched `(C_in, L)`
+/// - weight: `(C_out, C_in / groups, k)`; bias: `(C_out)`
+/// - output: `(N, C_out, L_out)` or `(C_out, L_out)`
+#[derive(Debug)]
+pub struct Conv1d<T: Element> {
+    weight: Var<T>,
+    bias: Option<Var<T>>,
+    in_channels: usize,
+    kernel_size: usize,
+    config: Conv1dConfig,
+    pads: Vec<(usize, usize)>,
+}
+
+impl<T: Element> Conv1d<T> {
+    /// A convolution from `in_channels` to `out_channels` with a kernel of `kernel_size`
+    /// taps, its weight and bias drawn from `generator` as PyTorch initialises them.
+    ///
+    /// # Errors
+    /// As [`Conv2d::new`].
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        config: Conv1dConfig,
+        generator: &mut Generator,
+    ) -> Result<Self> {
+        let layer = "Conv1d";
+        let (weight, bias) = init_conv(
+            layer,
+            in_channels,
+            out_channels,
+            &[kernel_size],
+            &[config.stride],
+            &[config.dilation],
+            config.groups,
+            config.bias,
+            generator,
+        )?;
+        let padding = match config.padding {
+            Padding::Explicit(p) => Some(p),
+            Padding::Valid => Some(0),
+            Padding::Same => None,
+        };
+        let pads = resolve_padding(
+            layer,
+            &[padding],
+            &[kernel_size],
+            &[config.stride],
+            &[config.dilation],
+        )?;
+        Ok(Self {
+            weight,
+            bias,
+            in_channels,
+            kernel_size,
+            config,
+            pads,
+        })
+    }
+
+    /// The weight, `(C_out, C_in / groups, k)`.
+    pub fn weight(&self) -> &Var<T> {
+        &self.weight
+    }
+
+    /// The bias, `(C_out)`, if the layer has one.
+    pub fn bias(&self) -> Option<&Var<T>> {
+        self.bias.as_ref()
+    }
+
+    /// The number of kernel taps.
+    pub fn kernel_size(&self) -> usize {
+        self.kernel_size
+    }
+
+    /// The options the layer was built with.
+    pub fn config(&self) -> &Conv1dConfig {
+        &self.config
+    }
+}
+
+impl<T: Element> Module<T> for Conv1d<T> {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var<T>)) {
+        f(&prefixed(prefix, "weight"), &self.weight);
+        if let Some(b) = &self.bias {
+            f(&prefixed(prefix, "bias"), b);
+        }
+    }
+}
+
+impl<T: Element> Forward<T> for Conv1d<T> {
+    /// Convolves `xs`, `(N, C_in, L)` or `(C_in, L)`.
+    ///
+    /// # Errors
+    /// As [`Conv2d`]'s forward.
+    fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
+        check_input("Conv1d", xs.shape(), 1, self.in_channels)?;
+        let (xs, padding) = pad_asymmetric(xs, &self.pads)?;
+        let params = Conv1dParams {
+            stride: self.config.stride,
+            padding: padding[0],
+            dilation: self.config.dilation,
+            groups: self.config.groups,
+        };
+        let ys = xs.conv1d(&self.weight, &params)?;
+        add_bias(ys, self.bias.as_ref(), 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_tensor::Tensor;
+
+    use super::*;
+
+    fn gen() -> Generator {
+        Generator::new(7)
+    }
+
+    #[test]
+    fn weight_shape_and_init_bound_follow_pytorch() {
+        let conv = Conv2d::<f64>::new(
+            4,
+            6,
+            [3, 2],
+            Conv2dConfig {
+                groups: 2,
+                ..Default::default()
+            },
+            &mut gen(),
+        )
+        .unwrap();
+
+        assert_eq!(conv.weight().shape(), &[6, 2, 3, 2]);
+        let bound = 1.0 / 12f64.sqrt();
+        let w = conv.weight().value().to_vec();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        assert!(w.iter().any(|v| v.abs() > bound / 2.0));
+        let names: Vec<String> = conv.named_parameters().into_iter().map(|p| p.0).collect();
+        assert_eq!(names, ["weight", "bias"]);
+    }
+
+    #[test]
+    fn same_padding_keeps_size_with_even_kernel() {
+        let config = Conv2dConfig {
+            padding: Padding::Same,
+            dilation: [1, 2],
+            ..Default::default()
+        };
+        let conv = Conv2d::<f64>::new(2, 3, [4, 2], config, &mut gen()).unwrap();
+
+        let ys = conv
+            .forward(&Var::new(Tensor::ones(&[1, 2, 5, 6])))
+            .unwrap();
+
+        assert_eq!(ys.shape(), &[1, 3, 5, 6]);
+    }
+
+    #[test]
+    fn same_padding_with_stride_is_a_config_error() {
+        let config = Conv1dConfig {
+            padding: Padding::Same,
+            stride: 2,
+            ..Default::default()
+        };
+        let err = Conv1d::<f32>::new(2, 3, 3, config, &mut gen()).unwrap_err();
+
+        assert!(err.to_string().contains("strided"), "{err}");
+    }
+
+    #[test]
+    fn unbatched_input_gives_unbatched_output() {
+        let conv = Conv1d::<f64>::new(2, 3, 3, Conv1dConfig::default(), &mut gen()).unwrap();
+        let xs = Var::new(Generator::new(3).randn(&[2, 2, 7]));
+
+        let batched = conv.forward(&xs).unwrap();
+        let single = conv.forward(&xs.narrow(0, 1, 1).unwrap().squeeze_dim(0).unwrap());
+
+        let single = single.unwrap();
+        assert_eq!(single.shape(), &[3, 5]);
+        let want = batched.narrow(0, 1, 1).unwrap().value().to_vec();
+        assert_eq!(single.value().to_vec(), want);
+    }
+
+    #[test]
+    fn wrong_channel_count_is_an_input_error() {
+        let conv = Conv2d::<f32>::new(3, 4, [3, 3], Conv2dConfig::default(), &mut gen()).unwrap();
+
+        let err = conv
+            .forward(&Var::new(Tensor::ones(&[1, 2, 5, 5])))
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                err,
+                NnError::Input {
+                    layer: "Conv2d",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_groups_is_a_config_error() {
+        let config = Conv2dConfig {
+            groups: 0,
+            ..Default::default()
+        };
+
+        assert!(Conv2d::<f32>::new(3, 4, [3, 3], config, &mut gen()).is_err());
+    }
+}
