@@ -10,8 +10,26 @@ mod error;
 mod module;
 mod pool;
 
+mod activation;
+mod dropout;
+mod embedding;
+mod flatten;
+mod linear;
+mod norm;
+mod sequential;
+
 pub use batch_norm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Padding};
 pub use error::{NnError, Result};
 pub use module::{prefixed, Forward, Module};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+
+pub use activation::{
+    GeluApproximate, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh, GELU,
+};
+pub use dropout::Dropout;
+pub use embedding::{Embedding, EmbeddingConfig};
+pub use flatten::Flatten;
+pub use linear::{Linear, LinearConfig};
+pub use norm::{LayerNorm, LayerNormConfig, RMSNorm, RMSNormConfig};
+pub use sequential::Sequential;
