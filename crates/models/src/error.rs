@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use strata_attention::AttentionError;
 use strata_autograd::AutogradError;
 use strata_nn_layers::NnError;
 use strata_tensor::TensorError;
@@ -13,6 +14,9 @@ pub enum ModelError {
     /// A layer or loss underneath failed.
     #[error(transparent)]
     Nn(#[from] NnError),
+    /// An attention op underneath failed.
+    #[error(transparent)]
+    Attention(#[from] AttentionError),
     /// A differentiable op failed (shapes, dims, indices).
     #[error(transparent)]
     Autograd(#[from] AutogradError),

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use strata_attention::{causal_bias, scaled_dot_product_attention, AttnMask, SdpaOptions};
 use strata_autograd::{no_grad, Var};
-use strata_nn_layers::{prefixed, Module};
+use strata_nn_layers::{prefixed, Forward, LayerNorm, LayerNormConfig, Linear, Module};
 use strata_tensor::{Element, Generator, IndexTensor, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::parts::{check_tokens, cross_entropy, Affine, Dropout, Norm};
+use crate::parts::{check_tokens, cross_entropy, normal_linear, Dropout};
 use crate::sampling::SamplingConfig;
 use crate::state;
 
@@ -124,24 +125,24 @@ pub struct Gpt<T: Element> {
     wpe: Var<T>,
     drop: Dropout,
     blocks: Vec<Block<T>>,
-    ln_f: Norm<T>,
+    ln_f: LayerNorm<T>,
     training: bool,
 }
 
 /// One pre-LayerNorm Transformer block.
 #[derive(Debug)]
 struct Block<T: Element> {
-    ln_1: Norm<T>,
+    ln_1: LayerNorm<T>,
     attn: CausalSelfAttention<T>,
-    ln_2: Norm<T>,
+    ln_2: LayerNorm<T>,
     mlp: FeedForward<T>,
 }
 
 /// Multi-head causal self-attention with one fused projection for q, k and v.
 #[derive(Debug)]
 struct CausalSelfAttention<T: Element> {
-    c_attn: Affine<T>,
-    c_proj: Affine<T>,
+    c_attn: Linear<T>,
+    c_proj: Linear<T>,
     attn_dropout: Dropout,
     resid_dropout: Dropout,
     n_head: usize,
@@ -150,8 +151,8 @@ struct CausalSelfAttention<T: Element> {
 /// The position-wise MLP: `c_fc`, GELU, `c_proj`, dropout.
 #[derive(Debug)]
 struct FeedForward<T: Element> {
-    c_fc: Affine<T>,
-    c_proj: Affine<T>,
+    c_fc: Linear<T>,
+    c_proj: Linear<T>,
     dropout: Dropout,
 }
 
@@ -204,30 +205,32 @@ impl<T: Element> Gpt<T> {
         let wpe = Var::parameter(gen.normal(&[config.block_size, c], zero, T::from_f64(std)));
         let drop = Dropout::new(config.dropout, gen);
         let blocks = (0..config.n_layer)
-            .map(|_| Block {
-                ln_1: Norm::new(c, config.bias),
-                attn: CausalSelfAttention {
-                    c_attn: Affine::normal(c, 3 * c, config.bias, std, gen),
-                    c_proj: Affine::normal(c, c, config.bias, proj_std, gen),
-                    attn_dropout: Dropout::new(config.dropout, gen),
-                    resid_dropout: Dropout::new(config.dropout, gen),
-                    n_head: config.n_head,
-                },
-                ln_2: Norm::new(c, config.bias),
-                mlp: FeedForward {
-                    c_fc: Affine::normal(c, 4 * c, config.bias, std, gen),
-                    c_proj: Affine::normal(4 * c, c, config.bias, proj_std, gen),
-                    dropout: Dropout::new(config.dropout, gen),
-                },
+            .map(|_| -> Result<Block<T>> {
+                Ok(Block {
+                    ln_1: layer_norm(c, config.bias),
+                    attn: CausalSelfAttention {
+                        c_attn: normal_linear(c, 3 * c, config.bias, std, gen)?,
+                        c_proj: normal_linear(c, c, config.bias, proj_std, gen)?,
+                        attn_dropout: Dropout::new(config.dropout, gen),
+                        resid_dropout: Dropout::new(config.dropout, gen),
+                        n_head: config.n_head,
+                    },
+                    ln_2: layer_norm(c, config.bias),
+                    mlp: FeedForward {
+                        c_fc: normal_linear(c, 4 * c, config.bias, std, gen)?,
+                        c_proj: normal_linear(4 * c, c, config.bias, proj_std, gen)?,
+                        dropout: Dropout::new(config.dropout, gen),
+                    },
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Self {
             config: config.clone(),
             wte,
             wpe,
             drop,
             blocks,
-            ln_f: Norm::new(c, config.bias),
+            ln_f: layer_norm(c, config.bias),
             training: true,
         })
     }
@@ -482,12 +485,20 @@ impl<T: Element> Block<T> {
     }
 
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var<T>)) {
-        self.ln_1.visit(&prefixed(prefix, "ln_1"), f);
-        self.attn.c_attn.visit(&prefixed(prefix, "attn.c_attn"), f);
-        self.attn.c_proj.visit(&prefixed(prefix, "attn.c_proj"), f);
-        self.ln_2.visit(&prefixed(prefix, "ln_2"), f);
-        self.mlp.c_fc.visit(&prefixed(prefix, "mlp.c_fc"), f);
-        self.mlp.c_proj.visit(&prefixed(prefix, "mlp.c_proj"), f);
+        self.ln_1.visit_parameters(&prefixed(prefix, "ln_1"), f);
+        self.attn
+            .c_attn
+            .visit_parameters(&prefixed(prefix, "attn.c_attn"), f);
+        self.attn
+            .c_proj
+            .visit_parameters(&prefixed(prefix, "attn.c_proj"), f);
+        self.ln_2.visit_parameters(&prefixed(prefix, "ln_2"), f);
+        self.mlp
+            .c_fc
+            .visit_parameters(&prefixed(prefix, "mlp.c_fc"), f);
+        self.mlp
+            .c_proj
+            .visit_parameters(&prefixed(prefix, "mlp.c_proj"), f);
     }
 }
 
@@ -532,7 +543,8 @@ impl<T: Element> FeedForward<T> {
     }
 }
 
-/// Scaled dot-product attention where query `i` of `T` sees keys `0..=i + (S - T)` of `S`.
+/// Causal scaled dot-product attention where query `i` of `T` sees keys `0..=i + (S - T)` of
+/// `S` (the last `T` positions of a sequence whose first `S - T` are cached).
 ///
 /// ```text
 /// y = dropout(softmax(q k^T / sqrt(hd) + mask)) v,   mask[i, j] = -inf where j > i + S - T
@@ -544,22 +556,38 @@ fn causal_attention<T: Element>(
     dropout: &Dropout,
     training: bool,
 ) -> Result<Var<T>> {
-    let (seq_q, seq_k, head_dim) = (q.shape()[2], k.shape()[2], q.shape()[3]);
-    let scale = T::from_f64(1.0 / (head_dim as f64).sqrt());
-    let scores = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(scale);
-    let offset = seq_k - seq_q;
-    let scores = if seq_q > 1 {
-        let mask: Vec<T> = (0..seq_q)
-            .flat_map(|i| {
-                (0..seq_k).map(move |j| if j > i + offset { T::one() } else { T::zero() })
-            })
-            .collect();
-        scores.masked_fill(&Tensor::from_vec(mask, &[seq_q, seq_k])?, T::neg_infinity())?
-    } else {
-        scores
+    let (seq_q, seq_k) = (q.shape()[2], k.shape()[2]);
+    let mut active = dropout.active(training);
+    let mut options = SdpaOptions {
+        dropout_p: active.as_ref().map_or(0.0, |(p, _)| *p),
+        generator: active.as_mut().map(|(_, gen)| &mut **gen),
+        ..SdpaOptions::default()
     };
-    let weights = dropout.forward(&scores.softmax(-1)?, training)?;
-    Ok(weights.matmul(v)?)
+    let mask = if seq_q == seq_k {
+        options.is_causal = true;
+        None
+    } else if seq_q == 1 {
+        None
+    } else {
+        let offset = (seq_k - seq_q) as isize;
+        Some(AttnMask::Additive(causal_bias(seq_q, seq_k, offset)))
+    };
+    Ok(scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        mask.as_ref(),
+        options,
+    )?)
+}
+
+/// A layer norm over `dim` features with PyTorch's defaults, with or without bias.
+fn layer_norm<T: Element>(dim: usize, bias: bool) -> LayerNorm<T> {
+    let config = LayerNormConfig {
+        bias,
+        ..LayerNormConfig::default()
+    };
+    LayerNorm::with_config(&[dim], config)
 }
 
 /// The last `block` tokens of each row, as a `(batch, len)` index tensor.
@@ -600,7 +628,8 @@ impl<T: Element> Module<T> for Gpt<T> {
         for (i, block) in self.blocks.iter().enumerate() {
             block.visit(&prefixed(&transformer, &format!("h.{i}")), f);
         }
-        self.ln_f.visit(&prefixed(&transformer, "ln_f"), f);
+        self.ln_f
+            .visit_parameters(&prefixed(&transformer, "ln_f"), f);
     }
 
     fn set_training(&mut self, training: bool) {
