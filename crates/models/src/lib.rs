@@ -6,9 +6,13 @@
 //! the equivalent PyTorch module does.
 //!
 //! - [`Gpt`]: a GPT-2 style decoder-only language model with KV-cached generation.
+//! - [`Mlp`]: a multi-layer perceptron with a choice of [`Activation`].
+//! - [`LeNet`]: LeNet-5 for 32x32 images.
 
 mod error;
 mod gpt;
+mod lenet;
+mod mlp;
 mod parts;
 mod sampling;
 mod state;
@@ -17,4 +21,6 @@ mod testing;
 
 pub use error::{ModelError, Result};
 pub use gpt::{param_groups_for_decay, Gpt, GptCache, GptConfig};
+pub use lenet::{LeNet, LeNetConfig};
+pub use mlp::{Activation, Mlp, MlpConfig};
 pub use sampling::SamplingConfig;
