@@ -9,6 +9,7 @@ mod conv;
 mod error;
 mod module;
 mod pool;
+mod rnn;
 
 mod activation;
 mod dropout;
@@ -25,6 +26,7 @@ pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Padding};
 pub use error::{NnError, Result};
 pub use module::{prefixed, Forward, Module};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+pub use rnn::{Gru, Lstm, Nonlinearity, RecurrentConfig, Rnn, RnnConfig};
 
 pub use activation::{
     GeluApproximate, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh, GELU,
