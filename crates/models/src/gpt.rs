@@ -9,11 +9,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use strata_attention::{causal_bias, scaled_dot_product_attention, AttnMask, SdpaOptions};
 use strata_autograd::{no_grad, Var};
-use strata_nn_layers::{prefixed, Forward, LayerNorm, LayerNormConfig, Linear, Module};
+use strata_nn_layers::{
+    cross_entropy, prefixed, Forward, LayerNorm, LayerNormConfig, Linear, Module,
+};
 use strata_tensor::{Element, Generator, IndexTensor, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::parts::{check_tokens, cross_entropy, normal_linear, Dropout};
+use crate::parts::{check_tokens, normal_linear, Dropout};
 use crate::sampling::SamplingConfig;
 use crate::state;
 
@@ -316,7 +318,7 @@ impl<T: Element> Gpt<T> {
         let logits = self.forward(idx)?;
         let n = idx.numel();
         let flat = logits.reshape(&[n, self.config.vocab_size])?;
-        cross_entropy(&flat, &targets.reshape(&[n])?)
+        Ok(cross_entropy(&flat, &targets.reshape(&[n])?)?)
     }
 
     /// Continues each row of `prompt` by `max_new_tokens` sampled tokens, nanoGPT's

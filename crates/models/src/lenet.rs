@@ -124,8 +124,8 @@ mod tests {
     use strata_tensor::{IndexTensor, Tensor};
 
     use super::*;
-    use crate::parts::cross_entropy;
     use crate::testing::Adam;
+    use strata_nn_layers::cross_entropy;
 
     #[test]
     fn names_and_sizes_follow_pytorch() {

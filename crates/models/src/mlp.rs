@@ -169,8 +169,8 @@ mod tests {
     use strata_tensor::{IndexTensor, Tensor};
 
     use super::*;
-    use crate::parts::cross_entropy;
     use crate::testing::Adam;
+    use strata_nn_layers::cross_entropy;
 
     #[test]
     fn names_follow_a_pytorch_sequential() {

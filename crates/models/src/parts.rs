@@ -63,26 +63,6 @@ impl Dropout {
     }
 }
 
-/// Mean cross entropy of `(n, classes)` logits against `n` class indices, PyTorch's
-/// `F.cross_entropy` with mean reduction.
-pub(crate) fn cross_entropy<T: Element>(logits: &Var<T>, targets: &IndexTensor) -> Result<Var<T>> {
-    let n = logits.shape()[0];
-    if logits.ndim() != 2 || targets.numel() != n {
-        return Err(ModelError::Input {
-            model: "cross_entropy",
-            reason: format!(
-                "expected (n, classes) logits and n targets, got {:?} and {:?}",
-                logits.shape(),
-                targets.shape()
-            ),
-        });
-    }
-    let picked = logits
-        .log_softmax(-1)?
-        .gather(1, &targets.reshape(&[n, 1])?)?;
-    Ok(picked.mean_all().neg())
-}
-
 /// Checks that every token id is below `vocab_size`.
 pub(crate) fn check_tokens(
     model: &'static str,
