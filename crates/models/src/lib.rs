@@ -6,12 +6,14 @@
 //! the equivalent PyTorch module does.
 //!
 //! - [`Gpt`]: a GPT-2 style decoder-only language model with KV-cached generation.
+//! - [`LinearRegression`]: least squares by full-batch or mini-batch gradient descent.
 //! - [`Mlp`]: a multi-layer perceptron with a choice of [`Activation`].
 //! - [`LeNet`]: LeNet-5 for 32x32 images.
 
 mod error;
 mod gpt;
 mod lenet;
+mod linear_regression;
 mod mlp;
 mod parts;
 mod sampling;
@@ -22,5 +24,6 @@ mod testing;
 pub use error::{ModelError, Result};
 pub use gpt::{param_groups_for_decay, Gpt, GptCache, GptConfig};
 pub use lenet::{LeNet, LeNetConfig};
+pub use linear_regression::{FitConfig, LinearRegression, LinearRegressionConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use sampling::SamplingConfig;
