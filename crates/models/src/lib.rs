@@ -9,7 +9,10 @@
 //! - [`LinearRegression`]: least squares by full-batch or mini-batch gradient descent.
 //! - [`Mlp`]: a multi-layer perceptron with a choice of [`Activation`].
 //! - [`LeNet`]: LeNet-5 for 32x32 images.
+//! - [`TransformerEncoderClassifier`]: a pre- or post-norm Transformer encoder with padding
+//!   masks, mean or `[CLS]` pooling and a linear head.
 
+mod encoder_classifier;
 mod error;
 mod gpt;
 mod lenet;
@@ -21,6 +24,9 @@ mod state;
 #[cfg(test)]
 mod testing;
 
+pub use encoder_classifier::{
+    Pooling, TransformerEncoderClassifier, TransformerEncoderClassifierConfig,
+};
 pub use error::{ModelError, Result};
 pub use gpt::{param_groups_for_decay, Gpt, GptCache, GptConfig};
 pub use lenet::{LeNet, LeNetConfig};
