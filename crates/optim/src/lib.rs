@@ -9,7 +9,7 @@
 //! | PyTorch | strata-optim |
 //! | --- | --- |
 //! | `torch.optim.SGD(params, lr=0.1, momentum=0.9)` | [`Sgd::new`] with [`SgdConfig`] |
-//! | `torch.optim.Adam`, `AdamW` | [`Adam`], [`AdamW`] |
+//! | `optim.Adam`, `AdamW`, `RMSprop`, `Adagrad` | [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`] |
 //! | `optimizer.step()`, `optimizer.zero_grad()` | [`Optimizer::step`], `zero_grad` |
 //! | `optimizer.param_groups[g]["lr"] = x` | [`Optimizer::set_group_lr`] |
 //! | `optimizer.state_dict()`, `load_state_dict` | [`Optimizer::state_dict`], `load_state_dict` |
@@ -35,14 +35,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod adagrad;
 mod adam;
 mod clip;
 mod error;
 mod lr_scheduler;
 mod optimizer;
+mod rmsprop;
 mod sgd;
 mod state;
 
+pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value, ClipGradNormConfig};
 pub use error::{OptimError, Result};
@@ -51,5 +54,6 @@ pub use lr_scheduler::{
     StepLr, WarmupCosineLr,
 };
 pub use optimizer::{Optimizer, ParamGroup};
+pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 pub use state::{StateDict, STATE_FORMAT};

@@ -1,0 +1,259 @@
+//! RMSprop (PyTorch's `torch.optim.RMSprop`), plain or centered, with optional momentum.
+
+use std::collections::BTreeMap;
+
+use strata_autograd::Var;
+use strata_tensor::Element;
+
+use crate::error::{check_non_negative, Result};
+use crate::optimizer::{
+    config_pairs, forward_core, lerp, single_group, Core, GroupConfig, Optimizer, ParamGroup,
+    ParamState,
+};
+
+/// Hyperparameters of [`RmsProp`]; `Default` matches `torch.optim.RMSprop`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsPropConfig {
+    /// Learning rate. Default `1e-2`.
+    pub lr: f64,
+    /// Smoothing constant of the running average of squared gradients. Default `0.99`.
+    pub alpha: f64,
+    /// Added to the denominator for numerical stability. Default `1e-8`.
+    pub eps: f64,
+    /// L2 penalty: `weight_decay * param` is added to the gradient. Default `0`.
+    pub weight_decay: f64,
+    /// Momentum factor; 0 turns momentum off. Default `0`.
+    pub momentum: f64,
+    /// Normalize by an estimate of the gradient's variance instead of its second moment.
+    /// Default `false`.
+    pub centered: bool,
+    /// Maximize the objective instead of minimizing it. Default `false`.
+    pub maximize: bool,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            maximize: false,
+        }
+    }
+}
+
+/// RMSprop (Hinton), as PyTorch's `torch.optim.RMSprop`.
+///
+/// For each parameter `p` with gradient `g`:
+///
+/// ```text
+/// g   = -g if maximize
+/// g   = g + weight_decay * p                          if weight_decay != 0
+/// v   = alpha * v + (1 - alpha) * g * g
+/// avg = sqrt(v - a * a) + eps, where a = lerp(a, g, 1 - alpha)    if centered
+/// avg = sqrt(v) + eps                                 otherwise
+/// b   = momentum * b + g / avg;  p = p - lr * b       if momentum > 0
+/// p   = p - lr * g / avg                              otherwise
+/// ```
+///
+/// `v`, `a` and `b` start at zero.
+#[doc(alias = "RMSprop")]
+#[derive(Debug, Clone)]
+pub struct RmsProp<T: Element> {
+    core: Core<T, RmsPropConfig, RmsPropState<T>>,
+}
+
+impl<T: Element> RmsProp<T> {
+    /// RMSprop over `params`, one group.
+    ///
+    /// # Errors
+    /// [`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if
+    /// `params` is empty or holds a parameter twice, or a hyperparameter is negative.
+    pub fn new(params: Vec<Var<T>>, config: RmsPropConfig) -> Result<Self> {
+        Self::with_groups(single_group("RMSprop", params, config)?)
+    }
+
+    /// RMSprop over several parameter groups, each with its own hyperparameters.
+    ///
+    /// # Errors
+    /// As [`RmsProp::new`], and if `groups` is empty.
+    pub fn with_groups(groups: Vec<ParamGroup<T, RmsPropConfig>>) -> Result<Self> {
+        Ok(Self {
+            core: Core::new("RMSprop", groups)?,
+        })
+    }
+
+    /// Adds a parameter group (PyTorch's `add_param_group`).
+    ///
+    /// # Errors
+    /// As [`RmsProp::new`], also if a parameter is already in another group.
+    pub fn add_param_group(&mut self, group: ParamGroup<T, RmsPropConfig>) -> Result<()> {
+        self.core.add_group(group)
+    }
+
+    /// The parameter groups and their hyperparameters.
+    pub fn param_groups(&self) -> &[ParamGroup<T, RmsPropConfig>] {
+        &self.core.groups
+    }
+}
+
+impl<T: Element> Optimizer<T> for RmsProp<T> {
+    fn step(&mut self) -> Result<()> {
+        self.core.step(rmsprop_update)
+    }
+
+    forward_core!();
+}
+
+impl GroupConfig for RmsPropConfig {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_non_negative("RMSprop", "lr", self.lr)?;
+        check_non_negative("RMSprop", "eps", self.eps)?;
+        check_non_negative("RMSprop", "momentum", self.momentum)?;
+        check_non_negative("RMSprop", "weight_decay", self.weight_decay)?;
+        check_non_negative("RMSprop", "alpha", self.alpha)
+    }
+
+    config_pairs!(lr, alpha, eps, weight_decay, momentum, centered, maximize);
+}
+
+/// Per-parameter state: step count, squared-gradient average, and the gradient average and
+/// momentum buffer when those options are on.
+#[derive(Debug, Clone)]
+struct RmsPropState<T> {
+    step: u64,
+    square_avg: Vec<T>,
+    momentum_buffer: Option<Vec<T>>,
+    grad_avg: Option<Vec<T>>,
+}
+
+impl<T: Element> ParamState<T> for RmsPropState<T> {
+    fn buffer_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["square_avg"];
+        if self.momentum_buffer.is_some() {
+            names.push("momentum_buffer");
+        }
+        if self.grad_avg.is_some() {
+            names.push("grad_avg");
+        }
+        names
+    }
+
+    fn buffer(&self, name: &str) -> &[T] {
+        match name {
+            "square_avg" => &self.square_avg,
+            "momentum_buffer" => self.momentum_buffer.as_deref().expect("bug: listed buffer"),
+            _ => self.grad_avg.as_deref().expect("bug: listed buffer"),
+        }
+    }
+
+    fn step_count(&self) -> Option<u64> {
+        Some(self.step)
+    }
+
+    fn from_saved(
+        buffers: &mut BTreeMap<&'static str, Vec<T>>,
+        step: Option<u64>,
+        _numel: usize,
+    ) -> std::result::Result<Self, String> {
+        Ok(Self {
+            step: step.ok_or("step is missing")?,
+            square_avg: buffers
+                .remove("square_avg")
+                .ok_or("square_avg is missing")?,
+            momentum_buffer: buffers.remove("momentum_buffer"),
+            grad_avg: buffers.remove("grad_avg"),
+        })
+    }
+
+    fn all_buffer_names() -> &'static [&'static str] {
+        &["square_avg", "momentum_buffer", "grad_avg"]
+    }
+}
+
+/// One RMSprop step of one parameter, in a single pass over its elements.
+fn rmsprop_update<T: Element>(
+    c: &RmsPropConfig,
+    p: &mut [T],
+    g: &[T],
+    state: &mut Option<RmsPropState<T>>,
+) {
+    let n = p.len();
+    let st = state.get_or_insert_with(|| RmsPropState {
+        step: 0,
+        square_avg: vec![T::zero(); n],
+        momentum_buffer: None,
+        grad_avg: None,
+    });
+    if c.momentum > 0.0 && st.momentum_buffer.is_none() {
+        st.momentum_buffer = Some(vec![T::zero(); n]);
+    }
+    if c.centered && st.grad_avg.is_none() {
+        st.grad_avg = Some(vec![T::zero(); n]);
+    }
+    st.step += 1;
+
+    let neg_lr = T::from_f64(-c.lr);
+    let alpha = T::from_f64(c.alpha);
+    let weight = T::from_f64(1.0 - c.alpha);
+    let one_minus_weight = T::one() - weight;
+    let eps = T::from_f64(c.eps);
+    let l2 = T::from_f64(c.weight_decay);
+    let momentum = T::from_f64(c.momentum);
+    let minus_one = -T::one();
+    for i in 0..n {
+        let mut grad = if c.maximize { -g[i] } else { g[i] };
+        if c.weight_decay != 0.0 {
+            grad += l2 * p[i];
+        }
+        let v = st.square_avg[i] * alpha + weight * grad * grad;
+        st.square_avg[i] = v;
+        let avg = match st.grad_avg.as_mut() {
+            Some(ga) => {
+                let a = lerp(ga[i], grad, weight, one_minus_weight);
+                ga[i] = a;
+                (v + minus_one * a * a).sqrt()
+            }
+            None => v.sqrt(),
+        } + eps;
+        match st.momentum_buffer.as_mut().filter(|_| c.momentum > 0.0) {
+            Some(buf) => {
+                let b = buf[i] * momentum + T::one() * grad / avg;
+                buf[i] = b;
+                p[i] += neg_lr * b;
+            }
+            None => p[i] += neg_lr * grad / avg,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_tensor::Tensor;
+
+    use super::*;
+
+    #[test]
+    fn first_step_divides_by_the_scaled_gradient() {
+        // v = (1 - alpha) g^2, so the step is lr * g / (sqrt(1 - alpha) |g| + eps).
+        let w = Var::parameter(Tensor::from_vec(vec![0.0f64], &[1]).unwrap());
+        let mut opt = RmsProp::new(vec![w.clone()], RmsPropConfig::default()).unwrap();
+        w.set_grad(Some(Tensor::from_vec(vec![2.0], &[1]).unwrap()));
+
+        opt.step().unwrap();
+
+        let want = -1e-2 * 2.0 / (0.01f64.sqrt() * 2.0 + 1e-8);
+        assert!((w.value().to_vec()[0] - want).abs() < 1e-12);
+    }
+}
