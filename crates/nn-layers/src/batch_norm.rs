@@ -220,8 +220,8 @@ impl<T: Element> BatchNorm<T> {
 }
 
 macro_rules! batch_norm_layer {
-    ($name:ident, $ranks:expr, $rank_text:expr, $shapes:expr) => {
-        #[doc = concat!("Batch normalisation over ", $rank_text, ", PyTorch's `nn.", stringify!($name), "`.")]
+    ($name:ident, $ranks:expr, $rank_text:expr, $summary:expr, $shapes:expr) => {
+        #[doc = $summary]
         ///
         /// ```text
         /// training:  y = (x - mean_B) / sqrt(var_B + eps) * weight + bias
@@ -351,12 +351,14 @@ batch_norm_layer!(
     BatchNorm1d,
     [2usize, 3],
     "2D or 3D",
+    "Batch normalisation of `(N, C)` or `(N, C, L)` batches, PyTorch's `nn.BatchNorm1d`.",
     "- input: `(N, C)` or `(N, C, L)`; output: the same shape"
 );
 batch_norm_layer!(
     BatchNorm2d,
     [4usize],
     "4D",
+    "Batch normalisation of `(N, C, H, W)` batches, PyTorch's `nn.BatchNorm2d`.",
     "- input: `(N, C, H, W)`; output: the same shape"
 );
 
