@@ -1,0 +1,275 @@
+//! `strata`, the command line of the Strata toolkit: `strata train <model>` trains a model on
+//! real data and writes a run folder; `strata resume`, `strata sample` and `strata eval` work
+//! on a run folder.
+//!
+//! ```text
+//! strata train gpt --steps 2000 --out runs/shakespeare
+//! strata resume runs/shakespeare
+//! strata sample runs/shakespeare --prompt "ROMEO:" --tokens 300 --temperature 0.8 --top-k 20
+//! strata eval runs/shakespeare
+//! ```
+//!
+//! Every failure is reported as one `error: ...` line on stderr with a non-zero exit status.
+
+mod checkpoint;
+mod cli;
+mod config;
+mod fsutil;
+mod plot;
+mod progress;
+mod rundir;
+mod tasks;
+mod trainer;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, EvalArgs, ResumeArgs, SampleArgs, TrainArgs};
+use crate::config::{ModelKind, RunConfig};
+use crate::rundir::{RunDir, RunState};
+use crate::trainer::{SampleOptions, Task};
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let location = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {l}"));
+        eprintln!("error: internal error{location}: {}", one_line(&message));
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(err),
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go out as clap writes them; a usage error becomes one line.
+fn clap_error(err: clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see `strata --help`)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Joins the lines of a message so that every error is one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train(args),
+        Command::Resume(args) => resume(args),
+        Command::Sample(args) => sample(args),
+        Command::Eval(args) => eval(args),
+    }
+}
+
+/// Builds rayon's global pool with `threads` workers (default: all cores).
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("cannot build the thread pool")?;
+    }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let model = ModelKind::parse(&args.model)?;
+    set_threads(args.run.threads)?;
+    let flags = args.overrides.to_overrides(args.data.clone());
+    let mut config = RunConfig::resolve(
+        model,
+        tasks::defaults(model)?,
+        args.config.as_deref(),
+        &flags,
+    )?;
+    if let Some(data) = &config.train.data {
+        let absolute = std::fs::canonicalize(data)
+            .with_context(|| format!("cannot read data {}", data.display()))?;
+        config.train.data = Some(absolute);
+    }
+
+    let mut task = tasks::build(&config, None)?;
+    config.model_config = task.model_config_json();
+    if let (Some(epochs), Some(per_epoch)) = (config.train.epochs, task.steps_per_epoch()) {
+        config.train.steps = epochs * per_epoch;
+        if flags.eval_interval.is_none() {
+            config.train.eval_interval = per_epoch;
+        }
+    }
+    let run = RunDir::create(args.out.as_deref(), model)?;
+    run.write_config(&config)?;
+    task.write_run_files(&run)?;
+    let state = RunState {
+        model,
+        step: 0,
+        total_steps: config.train.steps,
+        seed: config.train.seed,
+        best_val_loss: None,
+        last_val_loss: None,
+        elapsed_secs: 0.0,
+        finished: false,
+    };
+    trainer::save_checkpoint(&run, &state, task.as_ref())?;
+    run.write_metrics(&[])?;
+
+    print_summary(&run, &config, task.as_ref(), "training");
+    trainer::train(
+        &run,
+        &config,
+        task.as_mut(),
+        state,
+        Vec::new(),
+        args.run.stop_at,
+    )?;
+    Ok(())
+}
+
+fn resume(args: ResumeArgs) -> Result<()> {
+    set_threads(args.run.threads)?;
+    let run = RunDir::open(&args.run_dir)?;
+    let mut state = trainer::recover(&run)?;
+    let mut config = run.read_config(Some(state.model))?;
+    if let Some(steps) = args.steps {
+        if steps < state.step {
+            bail!(
+                "--steps {steps} is below the checkpoint step {}",
+                state.step
+            );
+        }
+        config.train.steps = steps;
+        state.total_steps = steps;
+        run.write_config(&config)?;
+    }
+    if state.step >= config.train.steps {
+        bail!(
+            "{} is finished ({} steps); pass --steps N to train it further",
+            run.path().display(),
+            state.step
+        );
+    }
+
+    let mut task = tasks::build(&config, Some(&run))?;
+    trainer::load_checkpoint(&run, &state, task.as_mut())?;
+    let records = trainer::records_up_to(run.read_metrics()?, state.step);
+    run.write_metrics(&records)?;
+
+    print_summary(&run, &config, task.as_ref(), "resuming");
+    eprintln!("resuming from step {}/{}", state.step, config.train.steps);
+    trainer::train(
+        &run,
+        &config,
+        task.as_mut(),
+        state,
+        records,
+        args.run.stop_at,
+    )?;
+    Ok(())
+}
+
+/// Opens a run folder and loads its model for sampling or evaluation.
+fn open_trained(run_dir: &std::path::Path) -> Result<(RunDir, RunConfig, Box<dyn Task>)> {
+    let run = RunDir::open(run_dir)?;
+    let state = trainer::recover(&run)?;
+    let config = run.read_config(Some(state.model))?;
+    let mut task = tasks::build(&config, Some(&run))?;
+    trainer::load_model(&run, &state, task.as_mut())?;
+    Ok((run, config, task))
+}
+
+fn sample(args: SampleArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let (_, _, mut task) = open_trained(&args.run_dir)?;
+    let options = SampleOptions {
+        tokens: args.tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    };
+    let text = task.sample(&args.prompt, &options)?;
+    println!("{}{text}", args.prompt);
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let (run, config, mut task) = open_trained(&args.run_dir)?;
+    let result = task.evaluate()?;
+    println!("run: {} ({})", run.path().display(), config.model);
+    println!("validation loss: {:.4}", result.loss);
+    if let Some(accuracy) = result.accuracy {
+        println!("accuracy: {:.2}%", 100.0 * accuracy);
+    }
+    for line in &result.details {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn print_summary(run: &RunDir, config: &RunConfig, task: &dyn Task, what: &str) {
+    let t = &config.train;
+    eprintln!("{what} {} in {}", config.model, run.path().display());
+    eprintln!("model: {}", config.model_config);
+    eprintln!(
+        "train: {} steps, batch {}, {:?} lr {:e} (min {:e}, warm-up {}, decay to step {}), \
+         weight decay {}, clip {}, eval every {} x {}",
+        t.steps,
+        t.batch_size,
+        t.optimizer,
+        t.lr,
+        t.min_lr,
+        t.warmup_steps,
+        t.lr_decay_steps,
+        t.weight_decay,
+        t.grad_clip,
+        t.eval_interval,
+        t.eval_iters
+    );
+    eprintln!(
+        "data: {} | parameters: {} | seed: {} | threads: {}",
+        t.data
+            .as_ref()
+            .map_or("built-in".to_string(), |p| p.display().to_string()),
+        task.num_parameters(),
+        t.seed,
+        rayon::current_num_threads()
+    );
+}

@@ -1,0 +1,256 @@
+//! `strata train gpt`: a character-level GPT on the embedded Shakespeare corpus or on a text
+//! file or folder, with nanoGPT's CPU recipe ("baby GPT") as the default.
+//!
+//! The vocabulary is every character of the text; the first 90% of the characters train and
+//! the last 10% validate. Step `s` trains on `batch_size` windows at random positions drawn
+//! from a generator seeded by `(seed, s)`; the validation loss is the mean over `eval_iters`
+//! windows drawn once from a generator seeded by the seed alone, the same at every evaluation.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use strata_autograd::no_grad;
+use strata_data::corpus::SHAKESPEARE;
+use strata_data::text::{read_text, CharVocab, Split, TextDataset};
+use strata_models::{Gpt, GptConfig, SamplingConfig};
+use strata_nn_layers::Module;
+use strata_optim::{Optimizer, StateDict};
+use strata_tensor::{Generator, IndexTensor, Tensor};
+
+use super::{clip_grad_norm, model_config, optimizer};
+use crate::checkpoint::{load_vars, TensorFile};
+use crate::config::{OptimizerKind, RunConfig, TrainConfig};
+use crate::progress::Progress;
+use crate::rundir::RunDir;
+use crate::trainer::{step_seed, EvalOutput, SampleOptions, StepOutput, Task};
+
+/// The share of the text used for training; the rest validates.
+const TRAIN_FRACTION: f64 = 0.9;
+/// Mixed into the seed of the fixed validation batches.
+const VALIDATION_SALT: u64 = 0x5641_4C49_4441_5445;
+/// Characters sampled at the end of training.
+const FINAL_SAMPLE: usize = 200;
+/// The vocabulary file of a run folder.
+pub const VOCAB_FILE: &str = "vocab.json";
+
+/// nanoGPT's CPU recipe: 4 layers, 4 heads, width 128, context 64, no dropout, no bias;
+/// AdamW 1e-3, betas (0.9, 0.99), weight decay 0.1, 100 warm-up steps, cosine decay to 1e-4
+/// at step 2000, gradient clipping at 1.0, batch 12, 2000 steps, evaluation every 250 steps
+/// over 200 batches, seed 1337. `vocab_size` is filled in from the data.
+pub fn defaults() -> (Value, TrainConfig) {
+    let model = GptConfig {
+        vocab_size: 0,
+        block_size: 64,
+        n_layer: 4,
+        n_head: 4,
+        n_embd: 128,
+        dropout: 0.0,
+        bias: false,
+    };
+    let train = TrainConfig {
+        steps: 2000,
+        epochs: None,
+        batch_size: 12,
+        optimizer: OptimizerKind::Adamw,
+        lr: 1e-3,
+        min_lr: 1e-4,
+        warmup_steps: 100,
+        lr_decay_steps: 2000,
+        betas: (0.9, 0.99),
+        weight_decay: 0.1,
+        grad_clip: 1.0,
+        eval_interval: 250,
+        eval_iters: 200,
+        log_interval: 10,
+        seed: 1337,
+        data: None,
+    };
+    (
+        serde_json::to_value(model).expect("bug: GptConfig serialises"),
+        train,
+    )
+}
+
+/// A GPT with its text, vocabulary and optimizer.
+pub struct GptTask {
+    model: Gpt<f32>,
+    optimizer: Box<dyn Optimizer<f32>>,
+    vocab: CharVocab,
+    data: TextDataset,
+    train: TrainConfig,
+    validation: Vec<(IndexTensor, IndexTensor)>,
+}
+
+impl GptTask {
+    /// Reads the text and builds the model: with a vocabulary from the text for a new run,
+    /// or the one saved in `run`.
+    ///
+    /// # Errors
+    /// If the text cannot be read, holds characters outside a saved vocabulary, is shorter
+    /// than the context plus one (in either split), or the config is invalid.
+    pub fn new(config: &RunConfig, run: Option<&RunDir>) -> Result<Self> {
+        let train = config.train.clone();
+        let text = match &train.data {
+            Some(path) => read_text(path)?,
+            None => SHAKESPEARE.to_string(),
+        };
+        let vocab = match run {
+            Some(run) => CharVocab::load(run.file(VOCAB_FILE))?,
+            None => CharVocab::from_text(&text),
+        };
+        let tokens = vocab
+            .encode(&text)
+            .context("the data holds a character the run's vocabulary lacks")?;
+
+        let mut model_config: GptConfig = model_config(config)?;
+        if run.is_none() || model_config.vocab_size == 0 {
+            model_config.vocab_size = vocab.len();
+        }
+        if model_config.vocab_size != vocab.len() {
+            bail!(
+                "config: vocab_size is {} but {VOCAB_FILE} holds {} characters",
+                model_config.vocab_size,
+                vocab.len()
+            );
+        }
+        let data = TextDataset::new(tokens, model_config.block_size, TRAIN_FRACTION)?;
+        let model = Gpt::new(&model_config, &mut Generator::new(train.seed))?;
+        let (decay, no_decay) = model.param_groups_for_decay();
+        let optimizer = optimizer(&train, decay, no_decay)?;
+
+        let mut val_gen = Generator::new(train.seed ^ VALIDATION_SALT);
+        let validation = (0..train.eval_iters)
+            .map(|_| data.sample_batch(Split::Validation, train.batch_size, &mut val_gen))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            model,
+            optimizer,
+            vocab,
+            data,
+            train,
+            validation,
+        })
+    }
+}
+
+impl Task for GptTask {
+    fn unit(&self) -> &'static str {
+        "tok"
+    }
+
+    fn model_config_json(&self) -> Value {
+        serde_json::to_value(self.model.config()).expect("bug: GptConfig serialises")
+    }
+
+    fn write_run_files(&self, run: &RunDir) -> Result<()> {
+        self.vocab.save(run.file(VOCAB_FILE))?;
+        Ok(())
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.model.num_parameters()
+    }
+
+    fn train_step(&mut self, step: usize, lr: f64) -> Result<StepOutput> {
+        let mut gen = Generator::new(step_seed(self.train.seed, step as u64));
+        let (xs, ys) = self
+            .data
+            .sample_batch(Split::Train, self.train.batch_size, &mut gen)?;
+        self.optimizer.set_lr(lr);
+        self.optimizer.zero_grad();
+        let loss = self.model.loss(&xs, &ys)?;
+        loss.backward()?;
+        clip_grad_norm(&self.model.parameters(), self.train.grad_clip)?;
+        self.optimizer.step()?;
+        Ok(StepOutput {
+            loss: f64::from(loss.value().item()?),
+            items: xs.numel(),
+        })
+    }
+
+    fn evaluate(&mut self) -> Result<EvalOutput> {
+        self.model.eval();
+        let losses = {
+            let _guard = no_grad();
+            self.validation
+                .iter()
+                .map(|(xs, ys)| Ok(f64::from(self.model.loss(xs, ys)?.value().item()?)))
+                .collect::<Result<Vec<f64>>>()
+        };
+        self.model.train();
+        let losses = losses?;
+        Ok(EvalOutput {
+            loss: losses.iter().sum::<f64>() / losses.len() as f64,
+            accuracy: None,
+            details: vec![format!(
+                "{} validation batches of {} x {} characters",
+                losses.len(),
+                self.train.batch_size,
+                self.data.context()
+            )],
+        })
+    }
+
+    fn model_tensors(&self) -> Vec<(String, Tensor<f32>)> {
+        self.model.state_dict()
+    }
+
+    fn optim_state(&self) -> StateDict<f32> {
+        self.optimizer.state_dict()
+    }
+
+    fn load_model(&mut self, path: &Path, mut file: TensorFile) -> Result<()> {
+        // The tied head weight is saved twice, as PyTorch's state_dict holds it; it is the
+        // same variable as the token embedding.
+        file.tensors.remove("lm_head.weight");
+        load_vars(path, &self.model.named_parameters(), file.tensors)
+    }
+
+    fn load_optim(&mut self, state: &StateDict<f32>) -> Result<()> {
+        Ok(self.optimizer.load_state_dict(state)?)
+    }
+
+    fn finish(&mut self, _progress: &Progress) -> Result<()> {
+        let options = SampleOptions {
+            tokens: FINAL_SAMPLE,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            seed: self.train.seed,
+        };
+        let prompt = if self.vocab.id('\n').is_some() {
+            "\n".to_string()
+        } else {
+            self.vocab.chars()[0].to_string()
+        };
+        let text = self.sample(&prompt, &options)?;
+        println!("--- sample ({FINAL_SAMPLE} characters) ---\n{prompt}{text}");
+        Ok(())
+    }
+
+    fn sample(&mut self, prompt: &str, options: &SampleOptions) -> Result<String> {
+        if prompt.is_empty() {
+            bail!("sample: the prompt is empty; give at least one character");
+        }
+        let ids = self.vocab.encode(prompt).with_context(|| {
+            let known: String = self.vocab.chars().iter().collect();
+            format!("sample: the prompt holds a character the model never saw (known: {known:?})")
+        })?;
+        let sampling = SamplingConfig {
+            temperature: options.temperature,
+            top_k: options.top_k,
+            top_p: options.top_p,
+        };
+        let prompt_len = ids.len();
+        let prompt = IndexTensor::from_vec(ids, &[1, prompt_len])?;
+        self.model.eval();
+        let mut gen = Generator::new(options.seed);
+        let out = self
+            .model
+            .generate(&prompt, options.tokens, &sampling, &mut gen);
+        self.model.train();
+        let out = out?;
+        Ok(self.vocab.decode(&out.as_slice()[prompt_len..])?)
+    }
+}

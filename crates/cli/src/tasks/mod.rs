@@ -1,0 +1,90 @@
+//! The models `strata` trains: for each, its default recipe and how to build it with its data
+//! and optimizer as a [`Task`].
+
+mod gpt;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use strata_autograd::Var;
+use strata_optim::{AdamW, AdamWConfig, Optimizer, ParamGroup};
+
+use crate::config::{ModelKind, OptimizerKind, RunConfig, TrainConfig};
+use crate::rundir::RunDir;
+use crate::trainer::Task;
+
+/// The default model config (as JSON) and training config of `model`.
+///
+/// # Errors
+/// If the model cannot be trained by this build.
+pub fn defaults(model: ModelKind) -> Result<(Value, TrainConfig)> {
+    match model {
+        ModelKind::Gpt => Ok(gpt::defaults()),
+        other => bail!("training '{other}' is not available in this build yet"),
+    }
+}
+
+/// Builds the task of `config`: a fresh model when `run` is `None`, else one shaped to load the
+/// checkpoint of `run` (with the vocabulary or labels saved there).
+///
+/// # Errors
+/// If the data is missing or unusable, or the model config is invalid.
+pub fn build(config: &RunConfig, run: Option<&RunDir>) -> Result<Box<dyn Task>> {
+    match config.model {
+        ModelKind::Gpt => Ok(Box::new(gpt::GptTask::new(config, run)?)),
+        other => bail!("training '{other}' is not available in this build yet"),
+    }
+}
+
+/// Reads a model config from the JSON of `config.json`.
+///
+/// # Errors
+/// If the JSON does not match the model's config struct.
+fn model_config<C: serde::de::DeserializeOwned>(config: &RunConfig) -> Result<C> {
+    serde_json::from_value(config.model_config.clone()).with_context(|| {
+        format!(
+            "config: model_config is not a valid {} config",
+            config.model
+        )
+    })
+}
+
+/// An optimizer of the kind `train` names over `decay` (weights, decayed) and `no_decay`
+/// (biases and norm gains, never decayed).
+///
+/// # Errors
+/// If a hyperparameter is out of range.
+fn optimizer(
+    train: &TrainConfig,
+    decay: Vec<Var<f32>>,
+    no_decay: Vec<Var<f32>>,
+) -> Result<Box<dyn Optimizer<f32>>> {
+    match train.optimizer {
+        OptimizerKind::Adamw => {
+            let config = |weight_decay| AdamWConfig {
+                lr: train.lr,
+                betas: train.betas,
+                weight_decay,
+                ..AdamWConfig::default()
+            };
+            let groups = [(decay, train.weight_decay), (no_decay, 0.0)]
+                .into_iter()
+                .filter(|(params, _)| !params.is_empty())
+                .map(|(params, wd)| ParamGroup::new(params, config(wd)))
+                .collect();
+            Ok(Box::new(AdamW::with_groups(groups)?))
+        }
+        other => bail!("optimizer {other:?} is not available in this build yet"),
+    }
+}
+
+/// Scales the gradients of `params` so that their global L2 norm is at most `max_norm`
+/// (PyTorch's `clip_grad_norm_`); a `max_norm` of 0 turns clipping off.
+///
+/// # Errors
+/// If the optimizer crate rejects the norm type (it is always 2 here).
+fn clip_grad_norm(params: &[Var<f32>], max_norm: f64) -> Result<()> {
+    if max_norm > 0.0 {
+        strata_optim::clip_grad_norm(params, max_norm, 2.0)?;
+    }
+    Ok(())
+}
