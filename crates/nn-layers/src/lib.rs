@@ -15,6 +15,7 @@ mod activation;
 mod dropout;
 mod embedding;
 mod flatten;
+pub mod init;
 mod linear;
 mod loss;
 mod norm;
@@ -38,12 +39,10 @@ pub use linear::{Linear, LinearConfig};
 pub use loss::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, cross_entropy_probs,
     cross_entropy_with, huber_loss, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss,
-    BceWithLogitsConfig, CrossEntropyConfig, KlDivConfig, KlDivReduction, NllLossConfig,
-    Reduction,
+    BceWithLogitsConfig, CrossEntropyConfig, KlDivConfig, KlDivReduction, NllLossConfig, Reduction,
 };
 pub use norm::{LayerNorm, LayerNormConfig, RMSNorm, RMSNormConfig};
 pub use sequential::Sequential;
 pub use state_dict::{
-    load_state_dict, load_state_dict_from_bytes, save_state_dict, state_dict,
-    state_dict_to_bytes,
+    load_state_dict, load_state_dict_from_bytes, save_state_dict, state_dict, state_dict_to_bytes,
 };
