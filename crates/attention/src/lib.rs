@@ -18,6 +18,7 @@ mod mha;
 mod positional;
 mod rope;
 mod sdpa;
+pub mod tiled;
 
 pub use error::{AttentionError, Result};
 pub use kv_cache::KvCache;
@@ -27,4 +28,4 @@ pub use positional::{
     sinusoidal_encoding, LearnedPositionalEmbedding, SinusoidalPositionalEncoding,
 };
 pub use rope::RotaryEmbedding;
-pub use sdpa::{scaled_dot_product_attention, SdpaKernel, SdpaOptions};
+pub use sdpa::{scaled_dot_product_attention, SdpaKernel, SdpaOptions, TILED_MIN_SEQ};

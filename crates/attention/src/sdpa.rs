@@ -2,7 +2,8 @@
 //!
 //! The public entry point checks shapes, folds the mask and `is_causal` into one description
 //! of the problem, and picks a kernel: the math kernel written with differentiable ops of
-//! `strata-autograd`, which materialises the `(seq_q, seq_k)` attention weights.
+//! `strata-autograd` (it materialises the `(seq_q, seq_k)` attention weights) or the tiled
+//! kernel of [`crate::tiled`] (one recorded op, memory linear in the sequence length).
 
 use strata_autograd::Var;
 use strata_tensor::{Element, Generator, Tensor};
@@ -16,13 +17,20 @@ const OP: &str = "scaled_dot_product_attention";
 /// Which kernel computes the attention.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SdpaKernel {
-    /// The best kernel for the problem.
+    /// The tiled kernel from [`TILED_MIN_SEQ`] keys on, the math kernel below.
     #[default]
     Auto,
-    /// Differentiable ops that materialise the `(.., seq_q, seq_k)` weights. Supports
-    /// gradients of gradients.
+    /// Differentiable ops that materialise the `(.., seq_q, seq_k)` weights.
     Math,
+    /// The tiled, online-softmax kernel of [`crate::tiled`]: one recorded op with a
+    /// hand-written backward, extra memory `O(seq * dim)`.
+    Tiled,
 }
+
+/// Number of keys from which [`SdpaKernel::Auto`] picks the tiled kernel.
+///
+/// Measured with `cargo bench -p strata-attention`; the numbers are in [`crate::tiled`].
+pub const TILED_MIN_SEQ: usize = 128;
 
 /// Options of [`scaled_dot_product_attention`], with PyTorch's defaults.
 #[derive(Debug, Default)]
@@ -49,9 +57,7 @@ pub(crate) struct Problem<T: Element> {
     pub(crate) lead: Vec<usize>,
     pub(crate) seq_q: usize,
     pub(crate) seq_k: usize,
-    #[allow(dead_code)]
     pub(crate) head_dim: usize,
-    #[allow(dead_code)]
     pub(crate) value_dim: usize,
     pub(crate) scale: T,
     /// Additive bias (`-inf` masks out) broadcastable to `lead + [seq_q, seq_k]`.
@@ -183,7 +189,7 @@ impl<T: Element> Problem<T> {
     }
 
     /// The mask and the causal triangle as one additive bias, if there is any.
-    pub(crate) fn full_bias(&self) -> Result<Option<Tensor<T>>> {
+    pub(crate) fn full_bias(&self) -> strata_autograd::Result<Option<Tensor<T>>> {
         let causal = self
             .causal
             .map(|off| causal_bias::<T>(self.seq_q, self.seq_k, off));
@@ -260,8 +266,15 @@ pub(crate) fn attend<T: Element>(
     problem: &Problem<T>,
     kernel: SdpaKernel,
 ) -> Result<Var<T>> {
-    match kernel {
-        SdpaKernel::Auto | SdpaKernel::Math => Ok(math_attention(q, k, v, problem)?.0),
+    let tiled = match kernel {
+        SdpaKernel::Auto => problem.seq_k >= TILED_MIN_SEQ,
+        SdpaKernel::Math => false,
+        SdpaKernel::Tiled => true,
+    };
+    if tiled {
+        crate::tiled::attention(q, k, v, problem)
+    } else {
+        Ok(math_attention(q, k, v, problem)?.0)
     }
 }
 
@@ -273,14 +286,24 @@ pub(crate) fn math_attention<T: Element>(
     v: &Var<T>,
     problem: &Problem<T>,
 ) -> Result<(Var<T>, Var<T>)> {
-    let scores = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(problem.scale);
-    let weights = masked_softmax(&scores, problem.full_bias()?.as_ref(), problem)?;
-    let weights = match &problem.dropout {
-        Some(d) => weights.mul(&Var::new(d.tensor(&problem.weights_shape())))?,
-        None => weights,
-    };
+    let (_, weights) = math_weights(q, k, problem)?;
     let out = weights.matmul(v)?;
     Ok((out, weights))
+}
+
+/// The attention weights `P` and, after dropout, `P'`, with differentiable ops.
+pub(crate) fn math_weights<T: Element>(
+    q: &Var<T>,
+    k: &Var<T>,
+    problem: &Problem<T>,
+) -> strata_autograd::Result<(Var<T>, Var<T>)> {
+    let scores = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(problem.scale);
+    let weights = masked_softmax(&scores, problem.full_bias()?.as_ref(), problem)?;
+    let dropped = match &problem.dropout {
+        Some(d) => weights.mul(&Var::new(d.tensor(&problem.weights_shape())))?,
+        None => weights.clone(),
+    };
+    Ok((weights, dropped))
 }
 
 /// `softmax(scores + bias)` along the last dim, with zero rows where every key is masked.
@@ -292,9 +315,9 @@ pub(crate) fn masked_softmax<T: Element>(
     scores: &Var<T>,
     bias: Option<&Tensor<T>>,
     problem: &Problem<T>,
-) -> Result<Var<T>> {
+) -> strata_autograd::Result<Var<T>> {
     let Some(bias) = bias else {
-        return Ok(scores.softmax(-1)?);
+        return scores.softmax(-1);
     };
     let is_masked = |x: T| x == T::neg_infinity();
     let finite = bias.map(|x| if is_masked(x) { T::zero() } else { x });
@@ -304,7 +327,7 @@ pub(crate) fn masked_softmax<T: Element>(
         .masked_fill(&masked, T::min_value())?;
     let full = masked.broadcast_to(&problem.weights_shape())?;
     let row_valid = full.min_keepdim(&[-1])?.map(|m| T::one() - m);
-    Ok(scores.softmax(-1)?.mul(&Var::new(row_valid))?)
+    scores.softmax(-1)?.mul(&Var::new(row_valid))
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ const F64_TOL: f64 = 1e-10;
 
 #[test]
 fn sdpa_bool_mask_matches_pytorch() {
-    for kernel in [SdpaKernel::Math, SdpaKernel::Auto] {
+    for kernel in [SdpaKernel::Math, SdpaKernel::Tiled] {
         check_sdpa::<f64>("sdpa_bool", kernel, F64_TOL);
         check_sdpa::<f32>("sdpa_bool", kernel, F32_TOL);
     }
@@ -103,7 +103,7 @@ fn sdpa_bool_mask_matches_pytorch() {
 
 #[test]
 fn sdpa_additive_mask_and_scale_match_pytorch() {
-    for kernel in [SdpaKernel::Math, SdpaKernel::Auto] {
+    for kernel in [SdpaKernel::Math, SdpaKernel::Tiled] {
         check_sdpa::<f64>("sdpa_additive", kernel, F64_TOL);
         check_sdpa::<f32>("sdpa_additive", kernel, F32_TOL);
     }
@@ -111,7 +111,7 @@ fn sdpa_additive_mask_and_scale_match_pytorch() {
 
 #[test]
 fn sdpa_causal_matches_pytorch() {
-    for kernel in [SdpaKernel::Math, SdpaKernel::Auto] {
+    for kernel in [SdpaKernel::Math, SdpaKernel::Tiled] {
         check_sdpa::<f64>("sdpa_causal", kernel, F64_TOL);
         check_sdpa::<f32>("sdpa_causal", kernel, F32_TOL);
     }

@@ -1,0 +1,730 @@
+//! The tiled attention kernel: FlashAttention-2's forward and backward on the CPU.
+//!
+//! The forward pass walks blocks of `TILE_Q` queries against blocks of `TILE_K` keys with an
+//! online softmax (a running row maximum `m` and running sum `l`), so it never holds more
+//! than one `TILE_Q x TILE_K` block of scores: extra memory `O(seq * dim)` instead of the
+//! math kernel's `O(seq^2)`. It saves only the log-sum-exp of each row; the backward pass
+//! recomputes the score blocks from it. Dropout factors are a pure function of a seed and the
+//! element's position, so backward regenerates them too. Causal blocks
+//! entirely above the diagonal are skipped.
+//!
+//! Work is split over `(batch, head)` slices (and over query blocks in the forward pass) with
+//! rayon; every output element is computed by one task in a fixed order, so results do not
+//! depend on the thread count.
+//!
+//! When backward is itself recorded (`create_graph`), the rule falls back to differentiable
+//! ops (the math kernel's weights), so gradients of gradients stay available.
+//!
+//! `cargo bench -p strata-attention` (benches/attention.rs) compares it with the math kernel.
+
+use rayon::prelude::*;
+use strata_autograd::{is_grad_enabled, Backward, Var};
+use strata_tensor::{Element, Tensor};
+
+use crate::error::Result;
+use crate::mask::causal_allows;
+use crate::sdpa::{math_weights, Problem};
+
+/// Queries per block.
+pub(crate) const TILE_Q: usize = 64;
+/// Keys per block.
+pub(crate) const TILE_K: usize = 64;
+
+/// The additive bias as seen by one `(batch, head)` slice: element `(i, j)` of slice `b` is
+/// `data[batch_offset[b] + i * stride_i + j * stride_j]` (strides are 0 along broadcast dims).
+struct BiasView<T> {
+    data: Vec<T>,
+    batch_offset: Vec<usize>,
+    stride_i: usize,
+    stride_j: usize,
+}
+
+impl<T: Element> BiasView<T> {
+    fn new(bias: &Tensor<T>, lead: &[usize]) -> Self {
+        let rank = lead.len() + 2;
+        let mut shape = vec![1; rank - bias.ndim()];
+        shape.extend_from_slice(bias.shape());
+        let mut strides = vec![0; rank];
+        let mut acc = 1;
+        for d in (0..rank).rev() {
+            strides[d] = if shape[d] == 1 { 0 } else { acc };
+            acc *= shape[d];
+        }
+        let n_batch: usize = lead.iter().product();
+        let batch_offset = (0..n_batch)
+            .map(|mut b| {
+                let mut off = 0;
+                for d in (0..lead.len()).rev() {
+                    off += (b % lead[d]) * strides[d];
+                    b /= lead[d];
+                }
+                off
+            })
+            .collect();
+        Self {
+            data: bias.contiguous_slice().into_owned(),
+            batch_offset,
+            stride_i: strides[rank - 2],
+            stride_j: strides[rank - 1],
+        }
+    }
+}
+
+/// Everything the kernels need about one call, borrowed by every task.
+struct Plan<'a, T: Element> {
+    problem: &'a Problem<T>,
+    bias: Option<BiasView<T>>,
+    tile_q: usize,
+    tile_k: usize,
+}
+
+impl<T: Element> Plan<'_, T> {
+    /// The score of `(i, j)` in slice `b` before the softmax, `-inf` if masked out.
+    #[inline]
+    fn score(&self, b: usize, i: usize, j: usize, dot: T) -> T {
+        let p = self.problem;
+        if let Some(off) = p.causal {
+            if !causal_allows(i, j, off) {
+                return T::neg_infinity();
+            }
+        }
+        let s = dot * p.scale;
+        match &self.bias {
+            Some(bv) => s + bv.data[bv.batch_offset[b] + i * bv.stride_i + j * bv.stride_j],
+            None => s,
+        }
+    }
+
+    /// The dropout factor of `(i, j)` in slice `b`.
+    #[inline]
+    fn drop(&self, b: usize, i: usize, j: usize) -> T {
+        let p = self.problem;
+        match &p.dropout {
+            Some(d) => d.factor((b * p.seq_q + i) * p.seq_k + j),
+            None => T::one(),
+        }
+    }
+
+    /// The key range of a query block that causal masking leaves, `0..end`.
+    fn key_end(&self, i1: usize) -> usize {
+        let p = self.problem;
+        match p.causal {
+            Some(off) => ((i1 as isize - 1 + off + 1).max(0) as usize).min(p.seq_k),
+            None => p.seq_k,
+        }
+    }
+}
+
+#[inline]
+fn dot<T: Element>(a: &[T], b: &[T]) -> T {
+    let mut s = T::zero();
+    for (x, y) in a.iter().zip(b) {
+        s += *x * *y;
+    }
+    s
+}
+
+/// Tiled attention of `problem`, recorded as one op.
+pub(crate) fn attention<T: Element>(
+    q: &Var<T>,
+    k: &Var<T>,
+    v: &Var<T>,
+    problem: &Problem<T>,
+) -> Result<Var<T>> {
+    attention_with_tiles(q, k, v, problem, TILE_Q, TILE_K)
+}
+
+/// [`attention`] with given block sizes (small ones let tests cross block edges).
+pub(crate) fn attention_with_tiles<T: Element>(
+    q: &Var<T>,
+    k: &Var<T>,
+    v: &Var<T>,
+    problem: &Problem<T>,
+    tile_q: usize,
+    tile_k: usize,
+) -> Result<Var<T>> {
+    let plan = Plan {
+        problem,
+        bias: problem
+            .bias
+            .as_ref()
+            .map(|b| BiasView::new(b, &problem.lead)),
+        tile_q,
+        tile_k,
+    };
+    let (qv, kv, vv) = (q.value(), k.value(), v.value());
+    let (out, lse) = forward(
+        &plan,
+        &qv.contiguous_slice(),
+        &kv.contiguous_slice(),
+        &vv.contiguous_slice(),
+    );
+    let mut shape = problem.lead.clone();
+    shape.extend([problem.seq_q, problem.value_dim]);
+    let out = Tensor::from_vec(out, &shape)?;
+    let op = TiledBackward {
+        problem: problem.clone(),
+        lse,
+        tile_q,
+        tile_k,
+    };
+    Ok(Var::from_op(out, op, vec![q.clone(), k.clone(), v.clone()]))
+}
+
+/// The forward pass: the output `(B, L, Dv)` and the log-sum-exp of each row `(B, L)`
+/// (`-inf` for fully masked rows).
+fn forward<T: Element>(plan: &Plan<'_, T>, q: &[T], k: &[T], v: &[T]) -> (Vec<T>, Vec<T>) {
+    let p = plan.problem;
+    let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
+    let n_batch: usize = p.lead.iter().product();
+    let mut out = vec![T::zero(); n_batch * lq * dv];
+    let mut lse = vec![T::zero(); n_batch * lq];
+    let tq = plan.tile_q;
+    let blocks_per_slice = lq.div_ceil(tq).max(1);
+    // One task per (slice, query block); each owns its rows of `out` and `lse`.
+    let mut tasks: Vec<(usize, usize, &mut [T], &mut [T])> = Vec::new();
+    let mut out_rest = out.as_mut_slice();
+    let mut lse_rest = lse.as_mut_slice();
+    for b in 0..n_batch {
+        for blk in 0..blocks_per_slice {
+            let i0 = blk * tq;
+            let rows = tq.min(lq - i0.min(lq));
+            let (o, r1) = out_rest.split_at_mut(rows * dv);
+            let (l, r2) = lse_rest.split_at_mut(rows);
+            out_rest = r1;
+            lse_rest = r2;
+            tasks.push((b, i0, o, l));
+        }
+    }
+    tasks.into_par_iter().for_each(|(b, i0, o, l)| {
+        let rows = l.len();
+        let qb = &q[(b * lq + i0) * d..(b * lq + i0 + rows) * d];
+        let kb = &k[b * lk * d..(b + 1) * lk * d];
+        let vb = &v[b * lk * dv..(b + 1) * lk * dv];
+        forward_block(plan, b, i0, qb, kb, vb, o, l);
+    });
+    (out, lse)
+}
+
+/// One block of `rows` queries starting at `i0` against every key block of slice `b`.
+#[allow(clippy::too_many_arguments)]
+fn forward_block<T: Element>(
+    plan: &Plan<'_, T>,
+    b: usize,
+    i0: usize,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    out: &mut [T],
+    lse: &mut [T],
+) {
+    let p = plan.problem;
+    let (d, dv, rows) = (p.head_dim, p.value_dim, lse.len());
+    let tk = plan.tile_k;
+    let mut m = vec![T::neg_infinity(); rows];
+    let mut l = vec![T::zero(); rows];
+    let mut s = vec![T::zero(); tk];
+    let end = plan.key_end(i0 + rows);
+    for j0 in (0..end).step_by(tk) {
+        let cols = tk.min(end - j0);
+        for r in 0..rows {
+            let i = i0 + r;
+            let qi = &q[r * d..(r + 1) * d];
+            let mut tile_max = T::neg_infinity();
+            for c in 0..cols {
+                let j = j0 + c;
+                let sc = plan.score(b, i, j, dot(qi, &k[j * d..(j + 1) * d]));
+                s[c] = sc;
+                tile_max = tile_max.max(sc);
+            }
+            let m_new = m[r].max(tile_max);
+            if m_new == T::neg_infinity() {
+                continue;
+            }
+            let alpha = (m[r] - m_new).exp();
+            let acc = &mut out[r * dv..(r + 1) * dv];
+            if alpha != T::one() {
+                l[r] *= alpha;
+                acc.iter_mut().for_each(|a| *a *= alpha);
+            }
+            for c in 0..cols {
+                let e = (s[c] - m_new).exp();
+                if e == T::zero() {
+                    continue;
+                }
+                l[r] += e;
+                let w = e * plan.drop(b, i, j0 + c);
+                let vj = &v[(j0 + c) * dv..(j0 + c + 1) * dv];
+                for (a, x) in acc.iter_mut().zip(vj) {
+                    *a += w * *x;
+                }
+            }
+            m[r] = m_new;
+        }
+    }
+    for r in 0..rows {
+        let acc = &mut out[r * dv..(r + 1) * dv];
+        if l[r] > T::zero() {
+            let inv = T::one() / l[r];
+            acc.iter_mut().for_each(|a| *a *= inv);
+            lse[r] = m[r] + l[r].ln();
+        } else {
+            acc.iter_mut().for_each(|a| *a = T::zero());
+            lse[r] = T::neg_infinity();
+        }
+    }
+}
+
+/// Gradients of one `(batch, head)` slice.
+struct SliceGrads<T> {
+    dq: Vec<T>,
+    dk: Vec<T>,
+    dv: Vec<T>,
+}
+
+/// The backward pass: `(dq, dk, dv)`, each laid out like its input.
+#[allow(clippy::too_many_arguments)]
+fn backward<T: Element>(
+    plan: &Plan<'_, T>,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    out: &[T],
+    grad: &[T],
+    lse: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let p = plan.problem;
+    let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
+    let n_batch: usize = p.lead.iter().product();
+    let slices: Vec<SliceGrads<T>> = (0..n_batch)
+        .into_par_iter()
+        .map(|b| {
+            backward_slice(
+                plan,
+                b,
+                &q[b * lq * d..(b + 1) * lq * d],
+                &k[b * lk * d..(b + 1) * lk * d],
+                &v[b * lk * dv..(b + 1) * lk * dv],
+                &out[b * lq * dv..(b + 1) * lq * dv],
+                &grad[b * lq * dv..(b + 1) * lq * dv],
+                &lse[b * lq..(b + 1) * lq],
+            )
+        })
+        .collect();
+    let mut grads = (Vec::new(), Vec::new(), Vec::new());
+    for s in slices {
+        grads.0.extend(s.dq);
+        grads.1.extend(s.dk);
+        grads.2.extend(s.dv);
+    }
+    grads
+}
+
+/// FlashAttention-2's backward for slice `b`: key blocks outside, query blocks inside.
+#[allow(clippy::too_many_arguments)]
+fn backward_slice<T: Element>(
+    plan: &Plan<'_, T>,
+    b: usize,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    out: &[T],
+    grad: &[T],
+    lse: &[T],
+) -> SliceGrads<T> {
+    let p = plan.problem;
+    let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
+    let (tq, tk) = (plan.tile_q, plan.tile_k);
+    // delta_i = rowsum(dO_i * O_i) = sum_j P_ij dP_ij.
+    let delta: Vec<T> = (0..lq)
+        .map(|i| dot(&grad[i * dv..(i + 1) * dv], &out[i * dv..(i + 1) * dv]))
+        .collect();
+    let mut dq = vec![T::zero(); lq * d];
+    let mut dk = vec![T::zero(); lk * d];
+    let mut dvv = vec![T::zero(); lk * dv];
+    let mut prob = vec![T::zero(); tq * tk];
+    let mut ds = vec![T::zero(); tq * tk];
+    for j0 in (0..lk).step_by(tk) {
+        let cols = tk.min(lk - j0);
+        for i0 in (0..lq).step_by(tq) {
+            let rows = tq.min(lq - i0);
+            if plan.key_end(i0 + rows) <= j0 {
+                continue;
+            }
+            for r in 0..rows {
+                let i = i0 + r;
+                let (qi, gi) = (&q[i * d..(i + 1) * d], &grad[i * dv..(i + 1) * dv]);
+                for c in 0..cols {
+                    let j = j0 + c;
+                    let idx = r * tk + c;
+                    if lse[i] == T::neg_infinity() {
+                        prob[idx] = T::zero();
+                        ds[idx] = T::zero();
+                        continue;
+                    }
+                    let sc = plan.score(b, i, j, dot(qi, &k[j * d..(j + 1) * d]));
+                    let pij = (sc - lse[i]).exp();
+                    let drop = plan.drop(b, i, j);
+                    // dV_j += P'_ij dO_i with P' = P * drop.
+                    prob[idx] = pij * drop;
+                    let dp = dot(gi, &v[j * dv..(j + 1) * dv]) * drop;
+                    ds[idx] = pij * (dp - delta[i]) * p.scale;
+                }
+            }
+            for c in 0..cols {
+                let j = j0 + c;
+                let dvj = &mut dvv[j * dv..(j + 1) * dv];
+                let dkj = &mut dk[j * d..(j + 1) * d];
+                for r in 0..rows {
+                    let i = i0 + r;
+                    let (w, g) = (prob[r * tk + c], ds[r * tk + c]);
+                    if w != T::zero() {
+                        for (a, x) in dvj.iter_mut().zip(&grad[i * dv..(i + 1) * dv]) {
+                            *a += w * *x;
+                        }
+                    }
+                    if g != T::zero() {
+                        for (a, x) in dkj.iter_mut().zip(&q[i * d..(i + 1) * d]) {
+                            *a += g * *x;
+                        }
+                    }
+                }
+            }
+            for r in 0..rows {
+                let i = i0 + r;
+                let dqi = &mut dq[i * d..(i + 1) * d];
+                for c in 0..cols {
+                    let g = ds[r * tk + c];
+                    if g != T::zero() {
+                        let kj = &k[(j0 + c) * d..(j0 + c + 1) * d];
+                        for (a, x) in dqi.iter_mut().zip(kj) {
+                            *a += g * *x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    SliceGrads { dq, dk, dv: dvv }
+}
+
+/// The backward record of the tiled op: the problem and the per-row log-sum-exp.
+struct TiledBackward<T: Element> {
+    problem: Problem<T>,
+    lse: Vec<T>,
+    tile_q: usize,
+    tile_k: usize,
+}
+
+impl<T: Element> TiledBackward<T> {
+    /// The same rule with differentiable ops, for `create_graph`.
+    fn recorded(&self, inputs: &[Var<T>], grad: &Var<T>) -> strata_autograd::Result<[Var<T>; 3]> {
+        let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
+        let p = &self.problem;
+        let (weights, dropped) = math_weights(q, k, p)?;
+        let grad_v = dropped.transpose(-2, -1)?.matmul(grad)?;
+        let mut dp = grad.matmul(&v.transpose(-2, -1)?)?;
+        if let Some(d) = &p.dropout {
+            dp = dp.mul(&Var::new(d.tensor(&p.weights_shape())))?;
+        }
+        let delta = weights.mul(&dp)?.sum_keepdim(&[-1])?;
+        let ds = weights.mul(&dp.sub(&delta)?)?.mul_scalar(p.scale);
+        let grad_q = ds.matmul(k)?;
+        let grad_k = ds.transpose(-2, -1)?.matmul(q)?;
+        Ok([grad_q, grad_k, grad_v])
+    }
+}
+
+impl<T: Element> Backward<T> for TiledBackward<T> {
+    fn name(&self) -> &'static str {
+        "scaled_dot_product_attention_tiled"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Var<T>],
+        result: &Var<T>,
+        grad: &Var<T>,
+    ) -> strata_autograd::Result<Vec<Option<Var<T>>>> {
+        let grads = if is_grad_enabled() {
+            self.recorded(inputs, grad)?
+        } else {
+            let plan = Plan {
+                problem: &self.problem,
+                bias: self
+                    .problem
+                    .bias
+                    .as_ref()
+                    .map(|b| BiasView::new(b, &self.problem.lead)),
+                tile_q: self.tile_q,
+                tile_k: self.tile_k,
+            };
+            let vals: Vec<Tensor<T>> = inputs.iter().map(Var::value).collect();
+            let (out, g) = (result.value(), grad.value());
+            let (dq, dk, dv) = backward(
+                &plan,
+                &vals[0].contiguous_slice(),
+                &vals[1].contiguous_slice(),
+                &vals[2].contiguous_slice(),
+                &out.contiguous_slice(),
+                &g.contiguous_slice(),
+                &self.lse,
+            );
+            [
+                Var::new(Tensor::from_vec(dq, vals[0].shape())?),
+                Var::new(Tensor::from_vec(dk, vals[1].shape())?),
+                Var::new(Tensor::from_vec(dv, vals[2].shape())?),
+            ]
+        };
+        Ok(inputs
+            .iter()
+            .zip(grads)
+            .map(|(x, g)| x.requires_grad().then_some(g))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use strata_autograd::{gradcheck, gradgradcheck, BackwardOptions, GradcheckOptions};
+    use strata_tensor::Generator;
+
+    use super::*;
+    use crate::mask::AttnMask;
+    use crate::sdpa::{math_attention, DropoutMask, SdpaOptions};
+
+    /// One attention call: shapes, mask and options.
+    #[derive(Debug, Clone)]
+    struct Case {
+        lead: Vec<usize>,
+        seq_q: usize,
+        seq_k: usize,
+        dim: usize,
+        value_dim: usize,
+        causal: bool,
+        /// 0: none, 1: attend mask `(seq_q, seq_k)`, 2: additive `(lead0, 1, seq_q, seq_k)`
+        /// with some `-inf`, 3: ignore mask `(seq_k)` broadcast.
+        mask: u8,
+        dropout: Option<f64>,
+        seed: u64,
+    }
+
+    impl Case {
+        fn shape(&self, seq: usize, dim: usize) -> Vec<usize> {
+            let mut s = self.lead.clone();
+            s.extend([seq, dim]);
+            s
+        }
+
+        fn mask<T: Element>(&self, gen: &mut Generator) -> Option<AttnMask<T>> {
+            let (lq, lk) = (self.seq_q, self.seq_k);
+            match self.mask {
+                1 => Some(AttnMask::Attend(gen.bernoulli(&[lq, lk], 0.7))),
+                2 => {
+                    let mut shape = vec![1; self.lead.len()];
+                    shape[0] = self.lead[0];
+                    shape.extend([lq, lk]);
+                    let noise: Tensor<T> = gen.randn(&shape);
+                    let drop: Tensor<T> = gen.bernoulli(&shape, 0.2);
+                    let inf = T::neg_infinity();
+                    let t = Tensor::where_cond(&drop, &Tensor::scalar(inf), &noise).unwrap();
+                    Some(AttnMask::Additive(t))
+                }
+                3 => Some(AttnMask::Ignore(gen.bernoulli(&[lk], 0.3))),
+                _ => None,
+            }
+        }
+
+        fn problem<T: Element>(&self, gen: &mut Generator) -> Problem<T> {
+            let mask = self.mask::<T>(gen);
+            let mut opts = SdpaOptions {
+                is_causal: self.causal,
+                ..Default::default()
+            };
+            let (q, k, v) = (
+                self.shape(self.seq_q, self.dim),
+                self.shape(self.seq_k, self.dim),
+                self.shape(self.seq_k, self.value_dim),
+            );
+            let mut p = Problem::new(&q, &k, &v, mask.as_ref(), &mut opts).unwrap();
+            p.dropout = self.dropout.map(|p| DropoutMask { p, seed: self.seed });
+            p
+        }
+
+        fn inputs<T: Element>(&self, gen: &mut Generator) -> [Tensor<T>; 3] {
+            [
+                gen.randn(&self.shape(self.seq_q, self.dim)),
+                gen.randn(&self.shape(self.seq_k, self.dim)),
+                gen.randn(&self.shape(self.seq_k, self.value_dim)),
+            ]
+        }
+    }
+
+    fn case(lead: &[usize], lq: usize, lk: usize, causal: bool, mask: u8) -> Case {
+        Case {
+            lead: lead.to_vec(),
+            seq_q: lq,
+            seq_k: lk,
+            dim: 5,
+            value_dim: 3,
+            causal,
+            mask,
+            dropout: None,
+            seed: 0,
+        }
+    }
+
+    /// Output and gradients of `sum(y * g)` through the math or the tiled kernel.
+    fn run<T: Element>(c: &Case, tiles: Option<(usize, usize)>) -> Vec<Vec<T>> {
+        let mut gen = Generator::new(c.seed);
+        let problem = c.problem::<T>(&mut gen);
+        let [q, k, v] = c.inputs::<T>(&mut gen).map(Var::parameter);
+        let y = match tiles {
+            Some((tq, tk)) => attention_with_tiles(&q, &k, &v, &problem, tq, tk).unwrap(),
+            None => math_attention(&q, &k, &v, &problem).unwrap().0,
+        };
+        let g: Tensor<T> = gen.randn(y.shape());
+        y.backward_with(&g, BackwardOptions::default()).unwrap();
+        vec![
+            y.value().to_vec(),
+            q.grad().unwrap().to_vec(),
+            k.grad().unwrap().to_vec(),
+            v.grad().unwrap().to_vec(),
+        ]
+    }
+
+    fn assert_agree(c: &Case, tiles: (usize, usize)) {
+        let (want, got) = (run::<f32>(c, None), run::<f32>(c, Some(tiles)));
+        for (what, (w, g)) in ["out", "dq", "dk", "dv"].iter().zip(want.iter().zip(&got)) {
+            for (a, b) in w.iter().zip(g) {
+                assert!(a.is_finite() && b.is_finite(), "{what} not finite in {c:?}");
+                let tol = 1e-5 * (1.0 + a.abs());
+                assert!(
+                    (a - b).abs() <= tol,
+                    "{what}: math {a} tiled {b} in {c:?}, {tiles:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiled_agrees_with_math_forward_and_backward() {
+        let cases = [
+            case(&[2, 3], 9, 9, false, 0),
+            case(&[2, 3], 9, 9, true, 0),
+            case(&[1, 2], 7, 11, false, 1),
+            case(&[2, 2], 10, 6, true, 2),
+            case(&[3], 8, 13, false, 3),
+            case(&[2, 1], 11, 11, true, 3),
+            case(&[1, 1], 70, 130, true, 2),
+        ];
+        for c in &cases {
+            for tiles in [(3, 4), (4, 3), (64, 64)] {
+                assert_agree(c, tiles);
+            }
+        }
+    }
+
+    #[test]
+    fn tiled_agrees_with_math_under_dropout() {
+        let mut c = case(&[2, 2], 9, 10, true, 1);
+        c.dropout = Some(0.3);
+        c.seed = 5;
+
+        assert_agree(&c, (4, 3));
+    }
+
+    #[test]
+    fn fully_masked_rows_give_zero_output_and_gradients() {
+        // Causal with a negative offset leaves the first query rows without keys.
+        let c = case(&[1, 1], 5, 5, true, 0);
+        let mut gen = Generator::new(0);
+        let mut problem = c.problem::<f64>(&mut gen);
+        problem.causal = Some(-2);
+        let [q, k, v] = c.inputs::<f64>(&mut gen).map(Var::parameter);
+
+        let y = attention_with_tiles(&q, &k, &v, &problem, 2, 2).unwrap();
+        y.sum_all().backward().unwrap();
+
+        let (y, dq) = (y.value().to_vec(), q.grad().unwrap().to_vec());
+        assert!(y[..6].iter().all(|&x| x == 0.0) && y[6..].iter().all(|&x| x != 0.0));
+        assert!(dq[..10].iter().all(|&x| x == 0.0));
+        assert!(k.grad().unwrap().to_vec().iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let c = case(&[2, 3], 20, 20, true, 2);
+        let in_pool = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| run::<f32>(&c, Some((4, 4))))
+        };
+
+        assert_eq!(in_pool(1), in_pool(3));
+    }
+
+    #[test]
+    fn second_order_goes_through_the_recorded_rule() {
+        let c = case(&[1, 2], 3, 4, true, 2);
+        let mut gen = Generator::new(3);
+        let problem = c.problem::<f64>(&mut gen);
+        let inputs = c.inputs::<f64>(&mut gen);
+        let f = |x: &[Var<f64>]| {
+            attention_with_tiles(&x[0], &x[1], &x[2], &problem, 2, 3).map_err(|e| match e {
+                crate::AttentionError::Autograd(a) => a,
+                other => panic!("{other}"),
+            })
+        };
+
+        gradgradcheck(f, &inputs, GradcheckOptions::default()).unwrap();
+    }
+
+    fn cases() -> impl Strategy<Value = (Case, usize, usize)> {
+        (
+            proptest::collection::vec(1usize..3, 1..3),
+            (1usize..7, 1usize..7, 1usize..4, 1usize..4),
+            (any::<bool>(), 0u8..4, any::<u64>()),
+            (1usize..5, 1usize..5),
+        )
+            .prop_map(|(lead, (lq, lk, d, dv), (causal, mask, seed), (tq, tk))| {
+                let c = Case {
+                    lead,
+                    seq_q: lq,
+                    seq_k: lk,
+                    dim: d,
+                    value_dim: dv,
+                    causal,
+                    mask,
+                    dropout: None,
+                    seed,
+                };
+                (c, tq, tk)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn tiled_gradcheck((c, tq, tk) in cases()) {
+            let mut gen = Generator::new(c.seed);
+            let problem = c.problem::<f64>(&mut gen);
+            let inputs = c.inputs::<f64>(&mut gen);
+            let f = |x: &[Var<f64>]| {
+                attention_with_tiles(&x[0], &x[1], &x[2], &problem, tq, tk).map_err(|e| {
+                    match e {
+                        crate::AttentionError::Autograd(a) => a,
+                        other => panic!("{other}"),
+                    }
+                })
+            };
+
+            let r = gradcheck(f, &inputs, GradcheckOptions::default());
+            prop_assert!(r.is_ok(), "{:?} tiles ({}, {}): {:?}", c, tq, tk, r);
+        }
+    }
+}
