@@ -412,7 +412,9 @@ mod tests {
     use strata_nn_layers::cross_entropy;
 
     use super::*;
-    use crate::testing::Adam;
+    use strata_optim::Optimizer;
+
+    use crate::testing::adam;
 
     fn tiny(pooling: Pooling, norm_first: bool) -> TransformerEncoderClassifierConfig {
         TransformerEncoderClassifierConfig {
@@ -545,7 +547,7 @@ mod tests {
             )
             .unwrap();
             let (idx, mask, labels) = batch();
-            let mut adam = Adam::new(model.parameters(), 1e-2);
+            let mut adam = adam(model.parameters(), 1e-2);
 
             let mut loss = f32::INFINITY;
             for _ in 0..40 {
@@ -553,7 +555,7 @@ mod tests {
                 let logits = model.forward(&idx, Some(&mask)).unwrap();
                 let l = cross_entropy(&logits, &labels).unwrap();
                 l.backward().unwrap();
-                adam.step();
+                adam.step().unwrap();
                 loss = l.value().item().unwrap();
             }
 

@@ -124,7 +124,9 @@ mod tests {
     use strata_tensor::{IndexTensor, Tensor};
 
     use super::*;
-    use crate::testing::Adam;
+    use strata_optim::Optimizer;
+
+    use crate::testing::adam;
     use strata_nn_layers::cross_entropy;
 
     #[test]
@@ -173,14 +175,14 @@ mod tests {
         let net = LeNet::<f32>::new(&LeNetConfig::default(), &mut gen).unwrap();
         let xs = Var::new(gen.randn(&[4, 1, 32, 32]));
         let ys = IndexTensor::from_slice(&[3, 1, 4, 1]);
-        let mut adam = Adam::new(net.parameters(), 5e-3);
+        let mut adam = adam(net.parameters(), 5e-3);
 
         let mut loss = f32::INFINITY;
         for _ in 0..30 {
             adam.zero_grad();
             let l = cross_entropy(&net.forward(&xs).unwrap(), &ys).unwrap();
             l.backward().unwrap();
-            adam.step();
+            adam.step().unwrap();
             loss = l.value().item().unwrap();
         }
 

@@ -9,9 +9,11 @@
 //! - [`LinearRegression`]: least squares by full-batch or mini-batch gradient descent.
 //! - [`Mlp`]: a multi-layer perceptron with a choice of [`Activation`].
 //! - [`LeNet`]: LeNet-5 for 32x32 images.
+//! - [`CharRnn`]: a character-level RNN, LSTM or GRU language model with sampling.
 //! - [`TransformerEncoderClassifier`]: a pre- or post-norm Transformer encoder with padding
 //!   masks, mean or `[CLS]` pooling and a linear head.
 
+mod char_rnn;
 mod encoder_classifier;
 mod error;
 mod gpt;
@@ -24,6 +26,7 @@ mod state;
 #[cfg(test)]
 mod testing;
 
+pub use char_rnn::{CellKind, CharRnn, CharRnnConfig, CharRnnState};
 pub use encoder_classifier::{
     Pooling, TransformerEncoderClassifier, TransformerEncoderClassifierConfig,
 };

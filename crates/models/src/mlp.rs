@@ -8,8 +8,9 @@ use strata_tensor::{Element, Generator};
 use crate::error::{ModelError, Result};
 
 /// The nonlinearity between the layers of an [`Mlp`] (and of other models that offer a
-/// choice); serialized in snake case (`"relu"`, `"gelu"`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// choice); serialized in snake case (`"relu"`, `"gelu"`,
+/// `{"leaky_relu": {"negative_slope": 0.2}}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// `max(x, 0)`, PyTorch's `nn.ReLU`. The default.
@@ -23,6 +24,12 @@ pub enum Activation {
     Gelu,
     /// `x sigmoid(x)`, `nn.SiLU`.
     Silu,
+    /// `x` for `x > 0`, `negative_slope * x` otherwise, `nn.LeakyReLU(negative_slope)`
+    /// (PyTorch's default slope is 0.01; GANs commonly use 0.2).
+    LeakyRelu {
+        /// The slope for negative inputs.
+        negative_slope: f64,
+    },
 }
 
 impl Activation {
@@ -34,6 +41,7 @@ impl Activation {
             Activation::Sigmoid => xs.sigmoid(),
             Activation::Gelu => xs.gelu(),
             Activation::Silu => xs.silu(),
+            Activation::LeakyRelu { negative_slope } => xs.leaky_relu(T::from_f64(negative_slope)),
         }
     }
 }
@@ -169,7 +177,9 @@ mod tests {
     use strata_tensor::{IndexTensor, Tensor};
 
     use super::*;
-    use crate::testing::Adam;
+    use strata_optim::Optimizer;
+
+    use crate::testing::adam;
     use strata_nn_layers::cross_entropy;
 
     #[test]
@@ -241,14 +251,14 @@ mod tests {
         let mlp = Mlp::<f32>::new(&config, &mut Generator::new(1)).unwrap();
         let xs = Var::new(Tensor::from_vec(vec![0., 0., 0., 1., 1., 0., 1., 1.], &[4, 2]).unwrap());
         let ys = IndexTensor::from_slice(&[0, 1, 1, 0]);
-        let mut adam = Adam::new(mlp.parameters(), 0.05);
+        let mut adam = adam(mlp.parameters(), 0.05);
 
         let mut loss = f32::INFINITY;
         for _ in 0..80 {
             adam.zero_grad();
             let l = cross_entropy(&mlp.forward(&xs).unwrap(), &ys).unwrap();
             l.backward().unwrap();
-            adam.step();
+            adam.step().unwrap();
             loss = l.value().item().unwrap();
         }
 
