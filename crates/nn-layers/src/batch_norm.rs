@@ -244,8 +244,9 @@ macro_rules! batch_norm_layer {
         /// `running_var` and `num_batches_tracked` (with `track_running_stats`), in
         /// PyTorch's order. PyTorch keeps `num_batches_tracked` as an int64 scalar; here it
         /// is a 0-d tensor of `T` holding the same count (exact up to 2^24 batches in f32),
-        /// so a state dict writer may store it as is (PyTorch's `load_state_dict` casts it)
-        /// and a reader should cast PyTorch's int64 entry to `T`.
+        /// which [`crate::state_dict_to_bytes`] writes as int64 and
+        /// [`crate::load_state_dict`] reads from int64, so state dicts carry across both
+        /// ways.
         ///
         /// # Errors
         /// `forward` gives `NnError::Input` for a wrong rank or channel count, and, when

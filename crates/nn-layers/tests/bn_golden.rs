@@ -9,7 +9,10 @@ mod golden_util;
 use golden_util::{assert_close, floats, grad, load, tensor};
 use serde_json::Value;
 use strata_autograd::Var;
-use strata_nn_layers::{BatchNorm1d, BatchNorm2d, BatchNormConfig, Forward};
+use strata_nn_layers::{
+    load_state_dict_from_bytes, state_dict_to_bytes, BatchNorm1d, BatchNorm2d, BatchNormConfig,
+    Forward,
+};
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -90,4 +93,44 @@ fn batch_norm_matches_pytorch_over_train_train_eval() {
             }
         }
     }
+}
+
+#[test]
+fn pytorch_state_dict_loads_with_running_stats_and_counter() {
+    // bn_state.safetensors is the `bn2d` case after its steps, saved by PyTorch with
+    // `num_batches_tracked` as int64.
+    let fixture = load(include_str!("fixtures/bn_fixtures.json"));
+    let case = &fixture["cases"][3];
+    assert_eq!(case["name"], "bn2d");
+    let after = &case["steps"][2]["buffers"];
+    let bn = BatchNorm2d::<f32>::new(3, BatchNormConfig::default()).unwrap();
+
+    load_state_dict_from_bytes(&bn, include_bytes!("fixtures/bn_state.safetensors")).unwrap();
+
+    assert_close(
+        "weight",
+        &bn.weight().unwrap().value(),
+        &case["params"]["weight"],
+    );
+    assert_close("bias", &bn.bias().unwrap().value(), &case["params"]["bias"]);
+    let running_mean = bn.running_mean().unwrap().value();
+    assert_close("running_mean", &running_mean, &after["running_mean"]);
+    assert_close(
+        "running_var",
+        &bn.running_var().unwrap().value(),
+        &after["running_var"],
+    );
+    let tracked = bn.num_batches_tracked().unwrap().value();
+    assert_eq!(tracked.item().unwrap(), 2.0);
+
+    let copy = BatchNorm2d::<f32>::new(3, BatchNormConfig::default()).unwrap();
+    load_state_dict_from_bytes(&copy, &state_dict_to_bytes(&bn).unwrap()).unwrap();
+    assert_eq!(
+        copy.running_var().unwrap().value().to_vec(),
+        bn.running_var().unwrap().value().to_vec()
+    );
+    assert_eq!(
+        copy.num_batches_tracked().unwrap().value().item().unwrap(),
+        2.0
+    );
 }

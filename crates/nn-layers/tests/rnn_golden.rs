@@ -11,7 +11,10 @@ mod golden_util;
 use golden_util::{assert_close_tol, grad, load, tensor};
 use serde_json::Value;
 use strata_autograd::Var;
-use strata_nn_layers::{Gru, Lstm, Module, NnError, Nonlinearity, RecurrentConfig, Rnn, RnnConfig};
+use strata_nn_layers::{
+    load_state_dict_from_bytes, Gru, Lstm, Module, NnError, Nonlinearity, RecurrentConfig, Rnn,
+    RnnConfig,
+};
 use strata_tensor::Generator;
 
 /// A built layer of one of the three kinds.
@@ -168,4 +171,30 @@ fn zero_length_sequence_is_rejected_like_pytorch() {
     let err = lstm.forward(&empty, None).unwrap_err();
 
     assert!(matches!(err, NnError::Input { layer: "LSTM", .. }), "{err}");
+}
+
+#[test]
+fn pytorch_lstm_state_dict_loads_and_reproduces_the_output() {
+    // rnn_lstm_state.safetensors is the state dict of the `lstm_deep` case, saved by PyTorch.
+    let fixture = load(include_str!("fixtures/rnn_fixtures.json"));
+    let case = &fixture["cases"][3];
+    assert_eq!(case["name"], "lstm_deep");
+    let config = RecurrentConfig {
+        num_layers: 2,
+        batch_first: true,
+        bidirectional: true,
+        ..Default::default()
+    };
+    let lstm = Lstm::<f32>::new(3, 4, config, &mut Generator::new(3)).unwrap();
+
+    load_state_dict_from_bytes(&lstm, include_bytes!("fixtures/rnn_lstm_state.safetensors"))
+        .unwrap();
+
+    let (h0, c0) = (Var::new(tensor(&case["h0"])), Var::new(tensor(&case["c0"])));
+    let (out, (h_n, c_n)) = lstm
+        .forward(&Var::new(tensor(&case["x"])), Some((&h0, &c0)))
+        .unwrap();
+    assert_close_tol("out", &out.value(), &case["out"], 1e-5);
+    assert_close_tol("h_n", &h_n.value(), &case["h_n"], 1e-5);
+    assert_close_tol("c_n", &c_n.value(), &case["c_n"], 1e-5);
 }
