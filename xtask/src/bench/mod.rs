@@ -32,6 +32,14 @@ const TENSOR_OPS: &str = "bench/reference/tensor_ops.py";
 /// The reference script for autograd.
 const AUTOGRAD: &str = "bench/reference/autograd.py";
 
+/// The reference script for the model workloads (training steps, generation, attention).
+const MODELS: &str = "bench/reference/models.py";
+
+/// Environment variables that pin OpenBLAS to an older kernel and cache size on some machines
+/// (they slow numpy down); removed for the reference processes only, so that the reference
+/// runs as it would on a default install.
+const REFERENCE_UNSET: [&str; 2] = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
+
 /// Where the report is written, relative to the workspace root.
 const REPORT: &str = "docs/benchmarks.md";
 
@@ -115,6 +123,16 @@ pub fn workloads() -> Vec<Workload> {
             unit: "elem",
         }),
     };
+    let model = |id, bench, amount, unit| Workload {
+        id,
+        package: "strata-models",
+        bench,
+        reference: Some((MODELS, id)),
+        work: Some(Work { amount, unit }),
+    };
+    // FlashAttention's count for causal attention, forward and backward: the forward does
+    // 4 S^2 D per head (two products), the backward 2.5 times that, causality halves both.
+    let attention = |id, seq: f64| model(id, "attention", 7.0 * seq * seq * 32.0 * 4.0, "FLOP");
     let sixteen_mi = f64::from(1u32 << 24);
     vec![
         gemm("gemm/256", 256.0, 256.0, 256.0),
@@ -150,6 +168,14 @@ pub fn workloads() -> Vec<Workload> {
             reference: None,
             work: None,
         },
+        // Language-model steps count batch * context tokens per step.
+        model("train/gpt_char_b12", "train", 12.0 * 64.0, "tokens"),
+        model("train/lenet_b64", "train", 64.0, "images"),
+        model("train/lstm_char_b32", "train", 32.0 * 64.0, "tokens"),
+        model("generate/gpt_char_500", "generate", 500.0, "tokens"),
+        attention("attention/sdpa_causal_256", 256.0),
+        attention("attention/sdpa_causal_1024", 1024.0),
+        attention("attention/sdpa_causal_4096", 4096.0),
     ]
 }
 
@@ -378,7 +404,11 @@ fn run_reference(
     quick: bool,
 ) -> Outcome {
     let threads_text = threads.to_string();
-    let mut cmd = Cmd::new(python)
+    // `env -u VAR python3 ...` execs the interpreter, so the peak RSS is still Python's.
+    let unset = REFERENCE_UNSET.iter().flat_map(|var| ["-u", var]);
+    let mut cmd = Cmd::new("env")
+        .args(unset)
+        .arg(python)
         .args([script, "--workload", name, "--threads", &threads_text])
         .env("OMP_NUM_THREADS", &threads_text)
         .env("MKL_NUM_THREADS", &threads_text)

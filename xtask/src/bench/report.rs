@@ -98,12 +98,15 @@ pub fn markdown(rows: &[Row], info: &SystemInfo) -> String {
     let mut out = String::from("# Benchmarks\n\n");
     out.push_str(
         "Written by `cargo xtask bench`; rerun it to refresh this page. Each row runs Strata \
-         (a criterion\nbenchmark) and the reference (PyTorch, \
-         `bench/reference/tensor_ops.py`) one after the other on the\nsame machine, \
-         limited to the given number of threads. Times are medians per iteration;\n\
-         `strata/reference` is Strata's throughput over the reference's (above 1 means \
-         Strata is\nfaster). Peak RSS is each process's maximum resident memory; the \
-         reference's includes the\nPython interpreter and the imported library.\n\n",
+         (a criterion\nbenchmark) and the reference (PyTorch, the scripts in \
+         `bench/reference/`) one after the\nother on the same machine, each in its own \
+         process, limited to the given number of threads.\nTimes are medians per \
+         iteration; `strata/reference` is Strata's throughput over the reference's\n\
+         (above 1 means Strata is faster). Peak RSS is each process's maximum resident \
+         memory; the\nreference's includes the Python interpreter and the imported \
+         library. Training steps (`train/`)\nrun forward, loss, backward, clipping where \
+         the recipe has it, the optimizer step and zeroing\nthe gradients; `tokens/s` \
+         counts batch x context tokens per step.\n\n",
     );
     out.push_str(&format!(
         "- date: {}\n- CPU: {} ({} logical CPUs, {} usable by this run)\n- rustc: {}\n\
@@ -128,6 +131,11 @@ pub fn markdown(rows: &[Row], info: &SystemInfo) -> String {
     for row in rows {
         out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
     }
+    out.push_str(
+        "\n## Where the time goes\n\nA profile of the GPT training step, as percentages of \
+         its time by kind of work, and\nwhat was changed because of it: \
+         [profile.md](profile.md) (written by hand, not by this runner).\n",
+    );
     out
 }
 
