@@ -12,6 +12,7 @@ mod pool;
 mod rnn;
 
 mod activation;
+mod bilinear;
 mod dropout;
 mod embedding;
 mod flatten;
@@ -32,6 +33,7 @@ pub use rnn::{Gru, Lstm, Nonlinearity, RecurrentConfig, Rnn, RnnConfig};
 pub use activation::{
     GeluApproximate, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh, GELU,
 };
+pub use bilinear::Bilinear;
 pub use dropout::Dropout;
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::Flatten;

@@ -1,4 +1,4 @@
-//! Linear, Embedding (with padding_idx), LayerNorm (with a constant row), RMSNorm and both
+//! Linear, Bilinear, Embedding (with padding_idx), LayerNorm (with a constant row), RMSNorm and both
 //! forms of GELU against PyTorch: forward values and gradients, in f32.
 //!
 //! The fixture comes from fixtures/nn_fixtures.py.
@@ -9,7 +9,7 @@ use nn_util::{assert_close, backward_with_upstream, fixture, indices, param, ten
 use serde_json::Value;
 use strata_autograd::Var;
 use strata_nn_layers::{
-    Embedding, EmbeddingConfig, Forward, LayerNorm, Linear, Module, RMSNorm, GELU,
+    Bilinear, Embedding, EmbeddingConfig, Forward, LayerNorm, Linear, Module, RMSNorm, GELU,
 };
 
 fn case(name: &str) -> Value {
@@ -125,4 +125,29 @@ fn gelu_exact_and_tanh_match_pytorch() {
         assert_close(&format!("{name} out"), &out.value(), &c["out"]);
         assert_close(&format!("{name} grad_x"), &x.grad().unwrap(), &c["grad_x"]);
     }
+}
+
+#[test]
+fn bilinear_matches_pytorch() {
+    let c = case("bilinear");
+    let layer = Bilinear::<f32>::new(3, 2, 4, &mut strata_tensor::Generator::new(0));
+    set_params(&layer, &c, &["weight", "bias"]);
+    let (x1, x2) = (param(&c["x1"]), param(&c["x2"]));
+
+    let out = layer.forward(&x1, &x2).unwrap();
+    backward_with_upstream(&out, &c["upstream"]);
+
+    assert_close("out", &out.value(), &c["out"]);
+    assert_close("grad_x1", &x1.grad().unwrap(), &c["grad_x1"]);
+    assert_close("grad_x2", &x2.grad().unwrap(), &c["grad_x2"]);
+    assert_close(
+        "grad_weight",
+        &layer.weight().grad().unwrap(),
+        &c["grad_weight"],
+    );
+    assert_close(
+        "grad_bias",
+        &layer.bias().unwrap().grad().unwrap(),
+        &c["grad_bias"],
+    );
 }

@@ -262,7 +262,8 @@ impl<T: Element> Rows<T> {
         let classes = if shape.len() == 1 { shape[0] } else { shape[1] };
         let rows = targets.numel();
         let values = match shape.len() {
-            1 | 2 => input.reshape(&[rows, classes])?,
+            1 => input.reshape(&[rows, classes])?,
+            2 => input.clone(),
             n => {
                 let mut order: Vec<isize> = vec![0];
                 order.extend(2..n as isize);
@@ -319,20 +320,19 @@ fn nll_rows<T: Element>(
         .map(|&t| if ignored(t) { 0 } else { t })
         .collect();
     let m = safe.len();
-    let picked = log_probs
-        .gather(1, &IndexTensor::from_vec(safe.clone(), &[m, 1])?)?
-        .reshape(&[m])?;
+    let picked = log_probs.gather(1, &IndexTensor::from_vec(safe.clone(), &[m, 1])?)?;
     let eps = options.label_smoothing;
 
     if weight.is_none() && !any_ignored && eps == 0.0 {
-        // The common path: no per-row factors at all.
-        let losses = picked.neg();
+        // The common path: no per-row factors, and the sign flipped after reducing.
         return Ok(match options.reduction {
-            Reduction::None => losses.reshape(&rows.out_shape)?,
-            r => r.apply(losses),
+            Reduction::Mean => picked.mean_all().neg(),
+            Reduction::Sum => picked.sum_all().neg(),
+            Reduction::None => picked.neg().reshape(&rows.out_shape)?,
         });
     }
 
+    let picked = picked.reshape(&[m])?;
     let mask: Vec<T> = rows
         .targets
         .iter()
