@@ -115,10 +115,23 @@ impl<T: Element> Plan<'_, T> {
     }
 }
 
+/// `sum_i a_i b_i` with eight running sums, which the compiler turns into SIMD lanes (one
+/// sum would be a serial chain of additions). The order is fixed, so results are
+/// deterministic.
 #[inline]
 fn dot<T: Element>(a: &[T], b: &[T]) -> T {
-    let mut s = T::zero();
-    for (x, y) in a.iter().zip(b) {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
         s += *x * *y;
     }
     s
