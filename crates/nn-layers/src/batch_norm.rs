@@ -220,7 +220,7 @@ impl<T: Element> BatchNorm<T> {
 }
 
 macro_rules! batch_norm_layer {
-    ($name:ident, $ranks:expr, $rank_text:expr, $summary:expr, $shapes:expr) => {
+    ($name:ident, $ranks:expr, $rank_text:expr, $summary:expr, $shapes:expr, $example:expr) => {
         #[doc = $summary]
         ///
         /// ```text
@@ -252,6 +252,8 @@ macro_rules! batch_norm_layer {
         /// `forward` gives `NnError::Input` for a wrong rank or channel count, and, when
         /// batch statistics are used, for a batch with a single value per channel
         /// (PyTorch's "Expected more than 1 value per channel when training").
+        ///
+        #[doc = $example]
         #[derive(Debug)]
         pub struct $name<T: Element> {
             inner: BatchNorm<T>,
@@ -353,14 +355,42 @@ batch_norm_layer!(
     [2usize, 3],
     "2D or 3D",
     "Batch normalisation of `(N, C)` or `(N, C, L)` batches, PyTorch's `nn.BatchNorm1d`.",
-    "- input: `(N, C)` or `(N, C, L)`; output: the same shape"
+    "- input: `(N, C)` or `(N, C, L)`; output: the same shape",
+    r#"```
+use strata_autograd::Var;
+use strata_nn_layers::{BatchNorm1d, BatchNormConfig, Forward, Module};
+use strata_tensor::{Generator, Tensor};
+
+let mut bn = BatchNorm1d::<f32>::new(3, BatchNormConfig::default())?;
+let xs = Var::new(Generator::new(0).randn(&[8, 3]));
+let ys = bn.forward(&xs)?; // training: batch statistics, running ones updated
+assert_eq!(ys.shape(), &[8, 3]);
+bn.eval();
+let ys = bn.forward(&Var::new(Tensor::ones(&[1, 3])))?; // running statistics
+assert_eq!(ys.shape(), &[1, 3]);
+# Ok::<(), strata_nn_layers::NnError>(())
+```"#
 );
 batch_norm_layer!(
     BatchNorm2d,
     [4usize],
     "4D",
     "Batch normalisation of `(N, C, H, W)` batches, PyTorch's `nn.BatchNorm2d`.",
-    "- input: `(N, C, H, W)`; output: the same shape"
+    "- input: `(N, C, H, W)`; output: the same shape",
+    r#"```
+use strata_autograd::Var;
+use strata_nn_layers::{BatchNorm2d, BatchNormConfig, Forward, Module};
+use strata_tensor::{Generator, Tensor};
+
+let mut bn = BatchNorm2d::<f32>::new(3, BatchNormConfig::default())?;
+let xs = Var::new(Generator::new(0).randn(&[4, 3, 5, 5]));
+let ys = bn.forward(&xs)?; // training: batch statistics, running ones updated
+assert_eq!(ys.shape(), &[4, 3, 5, 5]);
+bn.eval();
+let ys = bn.forward(&Var::new(Tensor::ones(&[1, 3, 2, 2])))?; // running statistics
+assert_eq!(ys.shape(), &[1, 3, 2, 2]);
+# Ok::<(), strata_nn_layers::NnError>(())
+```"#
 );
 
 #[cfg(test)]

@@ -53,6 +53,18 @@ impl Default for MaxPool2dConfig {
 /// # Shapes
 /// - input: `(N, C, H, W)` or `(C, H, W)`; output: `(N, C, H_out, W_out)` or
 ///   `(C, H_out, W_out)`
+///
+/// ```
+/// use strata_autograd::Var;
+/// use strata_nn_layers::{Forward, MaxPool2d, MaxPool2dConfig};
+/// use strata_tensor::Tensor;
+///
+/// let config = MaxPool2dConfig { stride: Some([2, 2]), ceil_mode: true, ..Default::default() };
+/// let pool = MaxPool2d::new([3, 3], config)?;
+/// let ys = pool.forward(&Var::new(Tensor::<f32>::ones(&[1, 2, 6, 6])))?;
+/// assert_eq!(ys.shape(), &[1, 2, 3, 3]);
+/// # Ok::<(), strata_nn_layers::NnError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MaxPool2d {
     kernel_size: [usize; 2],
@@ -288,6 +300,18 @@ impl<T: Element> Forward<T> for AvgPool2d {
 /// # Shapes
 /// - input: `(N, C, H, W)` or `(C, H, W)`; output: `(N, C, H_out, W_out)` or
 ///   `(C, H_out, W_out)`
+///
+/// ```
+/// use strata_autograd::Var;
+/// use strata_nn_layers::{AdaptiveAvgPool2d, Forward};
+/// use strata_tensor::Tensor;
+///
+/// let pool = AdaptiveAvgPool2d::new([1, 1])?;
+/// let ys = pool.forward(&Var::new(Tensor::<f32>::full(&[4, 8, 5, 7], 2.0)))?;
+/// assert_eq!(ys.shape(), &[4, 8, 1, 1]);
+/// assert_eq!(ys.value().get(&[3, 7, 0, 0]), Some(2.0));
+/// # Ok::<(), strata_nn_layers::NnError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AdaptiveAvgPool2d {
     output_size: [usize; 2],

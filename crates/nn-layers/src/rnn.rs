@@ -649,6 +649,20 @@ recurrent_module!(Rnn);
 ///
 /// # Limitations
 /// No `proj_size`: see [`RecurrentConfig`].
+///
+/// ```
+/// use strata_autograd::Var;
+/// use strata_nn_layers::{Lstm, RecurrentConfig};
+/// use strata_tensor::{Generator, Tensor};
+///
+/// let mut gen = Generator::new(0);
+/// let config = RecurrentConfig { batch_first: true, ..Default::default() };
+/// let lstm = Lstm::<f32>::new(3, 5, config, &mut gen)?;
+/// let (out, (h_n, c_n)) = lstm.forward(&Var::new(Tensor::ones(&[2, 7, 3])), None)?;
+/// assert_eq!(out.shape(), &[2, 7, 5]);
+/// assert_eq!((h_n.shape(), c_n.shape()), (&[1, 2, 5][..], &[1, 2, 5][..]));
+/// # Ok::<(), strata_nn_layers::NnError>(())
+/// ```
 #[derive(Debug)]
 pub struct Lstm<T: Element> {
     inner: Stack<T>,
