@@ -25,7 +25,7 @@ const INT_BUFFER: &str = "num_batches_tracked";
 /// Every parameter and buffer of `module` with its dotted name, in the order of PyTorch's
 /// `module.state_dict()`: for each module, its own parameters, then its own buffers, then
 /// its children in order.
-pub fn state_dict<T: Element>(module: &dyn Module<T>) -> Vec<(String, Tensor<T>)> {
+pub fn state_dict<T: Element, M: Module<T> + ?Sized>(module: &M) -> Vec<(String, Tensor<T>)> {
     let mut tree = Node::default();
     module.visit_parameters("", &mut |name, var| tree.insert(name, var.value(), false));
     module.visit_buffers("", &mut |name, var| tree.insert(name, var.value(), true));
@@ -39,7 +39,7 @@ pub fn state_dict<T: Element>(module: &dyn Module<T>) -> Vec<(String, Tensor<T>)
 ///
 /// # Errors
 /// [`NnError::File`] if safetensors refuses the tensors (it does not for valid modules).
-pub fn state_dict_to_bytes<T: Element>(module: &dyn Module<T>) -> Result<Vec<u8>> {
+pub fn state_dict_to_bytes<T: Element, M: Module<T> + ?Sized>(module: &M) -> Result<Vec<u8>> {
     let entries = state_dict(module);
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = entries
         .iter()
@@ -69,7 +69,10 @@ pub fn state_dict_to_bytes<T: Element>(module: &dyn Module<T>) -> Result<Vec<u8>
 ///
 /// # Errors
 /// [`NnError::File`] naming the path if it cannot be written.
-pub fn save_state_dict<T: Element>(module: &dyn Module<T>, path: impl AsRef<Path>) -> Result<()> {
+pub fn save_state_dict<T: Element, M: Module<T> + ?Sized>(
+    module: &M,
+    path: impl AsRef<Path>,
+) -> Result<()> {
     let path = path.as_ref();
     let bytes = state_dict_to_bytes(module)?;
     let file_error = |e: std::io::Error| NnError::File {
@@ -110,7 +113,10 @@ pub fn save_state_dict<T: Element>(module: &dyn Module<T>, path: impl AsRef<Path
 /// [`NnError::File`] naming the path if it cannot be read or is not valid safetensors
 /// (truncated, corrupt); [`NnError::StateDict`] listing every missing name, unexpected name,
 /// shape and dtype mismatch, in which case nothing is loaded.
-pub fn load_state_dict<T: Element>(module: &dyn Module<T>, path: impl AsRef<Path>) -> Result<()> {
+pub fn load_state_dict<T: Element, M: Module<T> + ?Sized>(
+    module: &M,
+    path: impl AsRef<Path>,
+) -> Result<()> {
     let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| NnError::File {
         path: path.to_path_buf(),
@@ -123,7 +129,10 @@ pub fn load_state_dict<T: Element>(module: &dyn Module<T>, path: impl AsRef<Path
 ///
 /// # Errors
 /// As [`load_state_dict`]; file errors name the path `<memory>`.
-pub fn load_state_dict_from_bytes<T: Element>(module: &dyn Module<T>, bytes: &[u8]) -> Result<()> {
+pub fn load_state_dict_from_bytes<T: Element, M: Module<T> + ?Sized>(
+    module: &M,
+    bytes: &[u8],
+) -> Result<()> {
     load_from(module, bytes, Path::new(MEMORY))
 }
 
@@ -136,7 +145,11 @@ fn memory_error(reason: String) -> NnError {
     }
 }
 
-fn load_from<T: Element>(module: &dyn Module<T>, bytes: &[u8], path: &Path) -> Result<()> {
+fn load_from<T: Element, M: Module<T> + ?Sized>(
+    module: &M,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<()> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| NnError::File {
         path: path.to_path_buf(),
         reason: format!("not a valid safetensors file: {e}"),
