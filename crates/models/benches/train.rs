@@ -6,8 +6,8 @@
 //!   64, no bias, no dropout, tied embeddings) at batch 12; AdamW lr 1e-3, betas 0.9/0.99,
 //!   weight decay 0.1 on the 2-D weights only (nanoGPT's groups), gradient clipping at 1.0.
 //! - `train/lenet_b64`: LeNet-5 on `(64, 1, 32, 32)` images in `[0, 1)`, 10 classes; Adam 1e-3.
-//! - `train/lstm_char_b32`: embedding 64, LSTM 2 layers x 256, linear head to 65; context 64,
-//!   batch 32; Adam 2e-3.
+//! - `train/lstm_char_b32`: [`CharRnn`] (embedding 64, LSTM 2 layers x 256, linear head to
+//!   65); context 64, batch 32; Adam 2e-3.
 //!
 //! Every batch is drawn once from a seeded [`Generator`] and reused in every step. The thread
 //! count is rayon's, set with `RAYON_NUM_THREADS`. Run one with
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
 use strata_autograd::Var;
-use strata_models::{Gpt, GptConfig, LeNet, LeNetConfig};
-use strata_nn_layers::{cross_entropy, Embedding, Forward, Linear, Lstm, Module, RecurrentConfig};
+use strata_models::{CharRnn, CharRnnConfig, Gpt, GptConfig, LeNet, LeNetConfig};
+use strata_nn_layers::{cross_entropy, Module};
 use strata_optim::{clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup};
 use strata_tensor::{Generator, IndexTensor};
 
@@ -107,48 +107,10 @@ fn lenet_step(c: &mut Criterion) {
     group.finish();
 }
 
-/// Embedding, a 2-layer LSTM and a linear head: the char LSTM language model.
-struct CharLstm {
-    embed: Embedding<f32>,
-    lstm: Lstm<f32>,
-    head: Linear<f32>,
-}
-
-impl CharLstm {
-    fn new(gen: &mut Generator) -> Self {
-        let config = RecurrentConfig {
-            num_layers: 2,
-            batch_first: true,
-            ..RecurrentConfig::default()
-        };
-        Self {
-            embed: Embedding::new(VOCAB, 64, gen),
-            lstm: Lstm::new(64, 256, config, gen).expect("valid config"),
-            head: Linear::new(256, VOCAB, gen),
-        }
-    }
-
-    fn loss(&self, xs: &IndexTensor, ys: &IndexTensor) -> Var<f32> {
-        let n = xs.numel();
-        let emb = self.embed.forward(xs).expect("ids in range");
-        let (out, _) = self.lstm.forward(&emb, None).expect("valid input");
-        let flat = out.reshape(&[n, 256]).expect("(batch, seq, 256)");
-        let logits = self.head.forward(&flat).expect("256 features");
-        let targets = ys.reshape(&[n]).expect("batch * seq targets");
-        cross_entropy(&logits, &targets).expect("valid targets")
-    }
-
-    fn parameters(&self) -> Vec<Var<f32>> {
-        let mut params = self.embed.parameters();
-        params.extend(self.lstm.parameters());
-        params.extend(self.head.parameters());
-        params
-    }
-}
-
 fn lstm_step(c: &mut Criterion) {
     let mut gen = Generator::new(0);
-    let model = CharLstm::new(&mut gen);
+    // The default config is the recipe: embedding 64, LSTM 2 x 256, vocabulary 65.
+    let model = CharRnn::<f32>::new(&CharRnnConfig::default(), &mut gen).expect("valid config");
     let (xs, ys) = token_batch(32, &mut gen);
     let config = AdamConfig {
         lr: 2e-3,
@@ -159,7 +121,8 @@ fn lstm_step(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function("lstm_char_b32", |b| {
         b.iter(|| {
-            model.loss(&xs, &ys).backward().expect("scalar loss");
+            let loss = model.loss(&xs, &ys).expect("valid batch");
+            loss.backward().expect("scalar loss");
             opt.step().expect("gradients match parameters");
             opt.zero_grad();
         })
