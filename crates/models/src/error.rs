@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use strata_attention::AttentionError;
 use strata_autograd::AutogradError;
 use strata_nn_layers::NnError;
+use strata_optim::OptimError;
 use strata_tensor::TensorError;
 
 /// Errors raised while building, running, training or loading a model.
@@ -17,6 +18,9 @@ pub enum ModelError {
     /// An attention op underneath failed.
     #[error(transparent)]
     Attention(#[from] AttentionError),
+    /// An optimizer step failed.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
     /// A differentiable op failed (shapes, dims, indices).
     #[error(transparent)]
     Autograd(#[from] AutogradError),

@@ -12,10 +12,12 @@
 //! - [`CharRnn`]: a character-level RNN, LSTM or GRU language model with sampling.
 //! - [`TransformerEncoderClassifier`]: a pre- or post-norm Transformer encoder with padding
 //!   masks, mean or `[CLS]` pooling and a linear head.
+//! - [`Gan`]: a small GAN of two MLPs with an alternating two-optimizer training step.
 
 mod char_rnn;
 mod encoder_classifier;
 mod error;
+mod gan;
 mod gpt;
 mod lenet;
 mod linear_regression;
@@ -31,6 +33,7 @@ pub use encoder_classifier::{
     Pooling, TransformerEncoderClassifier, TransformerEncoderClassifierConfig,
 };
 pub use error::{ModelError, Result};
+pub use gan::{Gan, GanConfig, GanLosses};
 pub use gpt::{param_groups_for_decay, Gpt, GptCache, GptConfig};
 pub use lenet::{LeNet, LeNetConfig};
 pub use linear_regression::{FitConfig, LinearRegression, LinearRegressionConfig};
