@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use strata_autograd::Var;
+use strata_tensor::parallel::{CHUNK, PAR_THRESHOLD};
 use strata_tensor::Element;
 
 use crate::error::{check_non_negative, check_unit, Result};
@@ -369,33 +371,98 @@ fn adam_update<T: Element>(h: &Hyper, p: &mut [T], g: &[T], state: &mut Option<A
     let weight2 = T::from_f64(1.0 - beta2);
     let beta2 = T::from_f64(beta2);
     let eps = T::from_f64(h.eps);
-    let decay = h.weight_decay != 0.0;
-    let l2 = T::from_f64(h.weight_decay);
-    let shrink = T::from_f64(1.0 - h.lr * h.weight_decay);
 
-    let moments = st.exp_avg.iter_mut().zip(st.exp_avg_sq.iter_mut());
-    let mut max_sq = st.max_exp_avg_sq.as_deref_mut().map(|m| m.iter_mut());
-    for ((w, &grad), (m, v)) in p.iter_mut().zip(g).zip(moments) {
-        let mut grad = if h.maximize { -grad } else { grad };
-        if decay {
-            if h.decoupled {
-                *w *= shrink;
+    let k = Kernel {
+        maximize: h.maximize,
+        decay: h.weight_decay != 0.0,
+        decoupled: h.decoupled,
+        l2: T::from_f64(h.weight_decay),
+        shrink: T::from_f64(1.0 - h.lr * h.weight_decay),
+        weight1,
+        one_minus_weight1,
+        beta2,
+        weight2,
+        bias_correction2_sqrt,
+        eps,
+        neg_step_size,
+    };
+    let (m, v) = (&mut st.exp_avg[..], &mut st.exp_avg_sq[..]);
+    let parallel = n >= PAR_THRESHOLD && rayon::current_num_threads() > 1;
+    match (st.max_exp_avg_sq.as_deref_mut(), parallel) {
+        (None, false) => k.run(p, g, m, v),
+        (Some(mx), false) => k.run_amsgrad(p, g, m, v, mx),
+        // Elements are independent, so fixed chunks on any threads give the same bits.
+        (None, true) => p
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| k.run(p, g, m, v)),
+        (Some(mx), true) => p
+            .par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(mx.par_chunks_mut(CHUNK))
+            .for_each(|((((p, g), m), v), mx)| k.run_amsgrad(p, g, m, v, mx)),
+    }
+}
+
+/// The per-element constants of one Adam step, rounded to the element type.
+struct Kernel<T> {
+    maximize: bool,
+    decay: bool,
+    decoupled: bool,
+    l2: T,
+    shrink: T,
+    weight1: T,
+    one_minus_weight1: T,
+    beta2: T,
+    weight2: T,
+    bias_correction2_sqrt: T,
+    eps: T,
+    neg_step_size: T,
+}
+
+impl<T: Element> Kernel<T> {
+    /// The update over matching slices, without AMSGrad.
+    fn run(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+        // One loop per variant rather than a branch per element, so that each vectorizes.
+        for (((w, &grad), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+            self.moments(w, grad, m, v);
+            self.finish(w, *m, *v);
+        }
+    }
+
+    /// The update over matching slices, with AMSGrad's running maximum `mx`.
+    fn run_amsgrad(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], mx: &mut [T]) {
+        for ((((w, &grad), m), v), mx) in p.iter_mut().zip(g).zip(m).zip(v).zip(mx) {
+            self.moments(w, grad, m, v);
+            *mx = maximum(*mx, *v);
+            self.finish(w, *m, *mx);
+        }
+    }
+
+    /// Weight decay and the moment updates of one element.
+    #[inline(always)]
+    fn moments(&self, w: &mut T, grad: T, m: &mut T, v: &mut T) {
+        let mut grad = if self.maximize { -grad } else { grad };
+        if self.decay {
+            if self.decoupled {
+                *w *= self.shrink;
             } else {
-                grad += l2 * *w;
+                grad += self.l2 * *w;
             }
         }
-        *m = lerp(*m, grad, weight1, one_minus_weight1);
-        *v = *v * beta2 + weight2 * grad * grad;
-        let second = match max_sq.as_mut() {
-            Some(it) => {
-                let mx = it.next().expect("bug: buffers have the parameter's length");
-                *mx = maximum(*mx, *v);
-                *mx
-            }
-            None => *v,
-        };
-        let denom = second.sqrt() / bias_correction2_sqrt + eps;
-        *w += neg_step_size * *m / denom;
+        *m = lerp(*m, grad, self.weight1, self.one_minus_weight1);
+        *v = *v * self.beta2 + self.weight2 * grad * grad;
+    }
+
+    /// The parameter update of one element from its first and (maximal) second moment.
+    #[inline(always)]
+    fn finish(&self, w: &mut T, m: T, second: T) {
+        let denom = second.sqrt() / self.bias_correction2_sqrt + self.eps;
+        *w += self.neg_step_size * m / denom;
     }
 }
 
@@ -460,6 +527,32 @@ mod tests {
         assert_ne!(a.value().to_vec(), vec![1.0]);
         assert_eq!(b.value().to_vec(), vec![1.0]);
         assert!(!opt.state_dict().tensors.contains_key("state.1.exp_avg"));
+    }
+
+    #[test]
+    fn chunked_parallel_update_equals_the_serial_one() {
+        // A parameter above the parallel threshold is updated in chunks on rayon's threads;
+        // its first elements must match the same elements updated serially in a small one.
+        let mut gen = strata_tensor::Generator::new(3);
+        let n = PAR_THRESHOLD + 1000;
+        let values: Tensor<f32> = gen.randn(&[n]);
+        let grads: Tensor<f32> = gen.randn(&[n]);
+        let big = Var::parameter(values.clone());
+        let small = Var::parameter(values.narrow(0, 0, 100).unwrap().contiguous());
+        let config = AdamWConfig {
+            lr: 0.1,
+            amsgrad: true,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(vec![big.clone(), small.clone()], config).unwrap();
+
+        for _ in 0..3 {
+            big.set_grad(Some(grads.clone()));
+            small.set_grad(Some(grads.narrow(0, 0, 100).unwrap().contiguous()));
+            opt.step().unwrap();
+        }
+
+        assert_eq!(big.value().to_vec()[..100], small.value().to_vec()[..]);
     }
 
     #[test]

@@ -159,18 +159,32 @@ fn vector_norm<T: Element>(xs: &[T], p: f64) -> f64 {
     if p == f64::INFINITY {
         xs.iter().fold(0.0, |acc, x| nan_max(acc, x.as_f64().abs()))
     } else if p == 2.0 {
-        xs.iter()
-            .map(|x| x.as_f64() * x.as_f64())
-            .sum::<f64>()
-            .sqrt()
+        lane_sum(xs, |x| x * x).sqrt()
     } else if p == 1.0 {
-        xs.iter().map(|x| x.as_f64().abs()).sum()
+        lane_sum(xs, f64::abs)
     } else {
         xs.iter()
             .map(|x| x.as_f64().abs().powf(p))
             .sum::<f64>()
             .powf(1.0 / p)
     }
+}
+
+/// `sum f(x)` in `f64` over eight interleaved partial sums combined in a fixed order: the
+/// same bits on every run, and free to vectorize (one running sum is not).
+fn lane_sum<T: Element>(xs: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += f(x.as_f64());
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(x.as_f64());
+    }
+    acc.iter().sum()
 }
 
 /// The larger of two values, NaN if either is NaN (as `torch.max` propagates NaN).
