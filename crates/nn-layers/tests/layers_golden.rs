@@ -1,5 +1,5 @@
-//! Linear, Bilinear, Embedding (with padding_idx), LayerNorm (with a constant row), RMSNorm and both
-//! forms of GELU against PyTorch: forward values and gradients, in f32.
+//! Linear, Bilinear, Embedding (with padding_idx), LayerNorm (with a constant row), RMSNorm
+//! and both forms of GELU against PyTorch: forward values and gradients, in f32.
 //!
 //! The fixture comes from fixtures/nn_fixtures.py.
 
