@@ -6,7 +6,7 @@
 //! `avg_pool2d` and `adaptive_avg_pool2d`.
 
 use strata_autograd::Var;
-use strata_tensor::{AvgPool2dParams, Element, MaxPool2dParams};
+use strata_tensor::{AvgPool2dParams, Element, MaxPool2dParams, Tensor};
 
 use crate::error::{NnError, Result};
 use crate::module::{Forward, Module};
@@ -115,21 +115,21 @@ impl MaxPool2d {
         &self.config
     }
 
-    /// How many extra `-inf` rows (or columns) after the input `ceil_mode` needs on one dim.
-    fn ceil_extra(&self, axis: usize, len: usize) -> usize {
-        let k = self.kernel_size[axis];
-        let s = self.config.stride.unwrap_or(self.kernel_size)[axis];
-        let p = self.config.padding[axis];
-        let span = self.config.dilation[axis] * (k - 1) + 1;
-        let padded = len + 2 * p;
-        if !self.config.ceil_mode || span > padded {
-            return 0;
-        }
-        let mut out = (padded - span).div_ceil(s) + 1;
-        if (out - 1) * s >= len + p {
-            out -= 1;
-        }
-        ((out - 1) * s + span).saturating_sub(padded)
+    /// How many extra `-inf` rows and columns after the input `ceil_mode` needs.
+    fn ceil_extra(&self, shape: &[usize]) -> [usize; 2] {
+        let stride = self.config.stride.unwrap_or(self.kernel_size);
+        let rank = shape.len();
+        [0, 1].map(|d| {
+            let span = self.config.dilation[d] * (self.kernel_size[d] - 1) + 1;
+            let padding = self.config.padding[d];
+            ceil_extra(
+                span,
+                stride[d],
+                padding,
+                shape[rank - 2 + d],
+                self.config.ceil_mode,
+            )
+        })
     }
 }
 
@@ -146,12 +146,7 @@ impl<T: Element> Forward<T> for MaxPool2d {
     /// `NnError::Input` for a rank other than 3 or 4; an autograd error if the window does
     /// not fit the padded input.
     fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
-        let shape = check_rank("MaxPool2d", xs)?;
-        let rank = shape.len();
-        let extra = [
-            self.ceil_extra(0, shape[rank - 2]),
-            self.ceil_extra(1, shape[rank - 1]),
-        ];
+        let extra = self.ceil_extra(check_rank("MaxPool2d", xs)?);
         let mut params = MaxPool2dParams {
             stride: Some(self.config.stride.unwrap_or(self.kernel_size)),
             padding: self.config.padding,
@@ -176,9 +171,8 @@ impl<T: Element> Forward<T> for MaxPool2d {
 /// `Default` gives PyTorch's defaults: stride equal to the kernel, no padding, padding zeros
 /// counted in the divisor, no divisor override.
 ///
-/// # Limitations
-/// There is no `ceil_mode`: output sizes always round down (PyTorch's default), since the
-/// pooling kernel does not offer rounding up.
+/// `ceil_mode` follows PyTorch: windows that run past the padded input average over the part
+/// inside it and its leading padding (all of it with `count_include_pad`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AvgPool2dConfig {
     /// Step between windows. Default `None`: the kernel size, as in PyTorch.
@@ -190,6 +184,9 @@ pub struct AvgPool2dConfig {
     pub count_include_pad: bool,
     /// A divisor for every window instead of its size. Default `None`; must be positive.
     pub divisor_override: Option<usize>,
+    /// Round output sizes up instead of down, keeping a last window that starts inside the
+    /// input or the leading padding. Default `false`.
+    pub ceil_mode: bool,
 }
 
 impl Default for AvgPool2dConfig {
@@ -199,6 +196,7 @@ impl Default for AvgPool2dConfig {
             padding: [0, 0],
             count_include_pad: true,
             divisor_override: None,
+            ceil_mode: false,
         }
     }
 }
@@ -208,8 +206,10 @@ impl Default for AvgPool2dConfig {
 /// ```text
 /// y[n, c, i, j] = sum over the window of x / divisor
 ///   divisor = divisor_override, else kH * kW with count_include_pad, else the number of
-///   window positions inside the input
-/// H_out = floor((H + 2 p_h - kH) / s_h) + 1, likewise W_out
+///   window positions inside the input (with ceil_mode, a window cut by the end of the
+///   padded input counts only its part up to H + p_h, W + p_w)
+/// H_out = floor((H + 2 p_h - kH) / s_h) + 1       (ceil with ceil_mode, less one when the
+///   last window would start past H + p_h), likewise W_out
 /// ```
 ///
 /// # Shapes
@@ -279,15 +279,93 @@ impl<T: Element> Forward<T> for AvgPool2d {
     /// `NnError::Input` for a rank other than 3 or 4; an autograd error if the window does
     /// not fit the padded input.
     fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
-        check_rank("AvgPool2d", xs)?;
-        let params = AvgPool2dParams {
-            stride: self.config.stride,
-            padding: self.config.padding,
+        let shape = check_rank("AvgPool2d", xs)?;
+        let stride = self.config.stride.unwrap_or(self.kernel_size);
+        let rank = shape.len();
+        let (k, p) = (self.kernel_size, self.config.padding);
+        let extra = [0, 1].map(|d| {
+            ceil_extra(
+                k[d],
+                stride[d],
+                p[d],
+                shape[rank - 2 + d],
+                self.config.ceil_mode,
+            )
+        });
+        let mut params = AvgPool2dParams {
+            stride: Some(stride),
+            padding: p,
             count_include_pad: self.config.count_include_pad,
             divisor_override: self.config.divisor_override,
         };
-        Ok(xs.avg_pool2d(self.kernel_size, &params)?)
+        if extra == [0, 0] {
+            return Ok(xs.avg_pool2d(k, &params)?);
+        }
+        // ceil_mode: sum over explicitly zero-padded windows, then divide by PyTorch's
+        // divisor of each window, which the kernel cannot know once the padding is explicit.
+        let (h, w) = (shape[rank - 2], shape[rank - 1]);
+        let padded = xs.pad(
+            &[(p[0], p[0] + extra[0]), (p[1], p[1] + extra[1])],
+            T::zero(),
+        )?;
+        params.padding = [0, 0];
+        params.divisor_override = Some(1);
+        let sums = padded.avg_pool2d(k, &params)?;
+        let out = [sums.shape()[rank - 2], sums.shape()[rank - 1]];
+        let divisor = self.ceil_divisors::<T>(out, [h, w], stride)?;
+        Ok(sums.div(&Var::new(divisor))?)
     }
+}
+
+impl AvgPool2d {
+    /// PyTorch's divisor of each `(H_out, W_out)` window over an `[H, W]` input.
+    fn ceil_divisors<T: Element>(
+        &self,
+        out: [usize; 2],
+        input: [usize; 2],
+        stride: [usize; 2],
+    ) -> Result<Tensor<T>> {
+        let (k, p) = (self.kernel_size, self.config.padding);
+        // Per dim and output index: (window size up to the end of the trailing padding,
+        // window size inside the input).
+        let sizes = |d: usize| -> Vec<(usize, usize)> {
+            (0..out[d])
+                .map(|i| {
+                    let start = i * stride[d];
+                    let end = (start + k[d]).min(input[d] + 2 * p[d]);
+                    let inside = end.min(input[d] + p[d]).saturating_sub(start.max(p[d]));
+                    (end - start, inside)
+                })
+                .collect()
+        };
+        let (rows, cols) = (sizes(0), sizes(1));
+        let mut data = Vec::with_capacity(out[0] * out[1]);
+        for &(row_pad, row_in) in &rows {
+            for &(col_pad, col_in) in &cols {
+                let divisor = match (self.config.divisor_override, self.config.count_include_pad) {
+                    (Some(d), _) => d,
+                    (None, true) => row_pad.min(k[0]) * col_pad.min(k[1]),
+                    (None, false) => row_in * col_in,
+                };
+                data.push(T::from_usize(divisor));
+            }
+        }
+        Ok(Tensor::from_vec(data, &out)?)
+    }
+}
+
+/// How many extra rows (or columns) after the input `ceil_mode` needs on one dim: `span` is
+/// the dilated window, `len` the input size; `0` without `ceil_mode`.
+fn ceil_extra(span: usize, stride: usize, padding: usize, len: usize, ceil_mode: bool) -> usize {
+    let padded = len + 2 * padding;
+    if !ceil_mode || span > padded {
+        return 0;
+    }
+    let mut out = (padded - span).div_ceil(stride) + 1;
+    if (out - 1) * stride >= len + padding {
+        out -= 1;
+    }
+    ((out - 1) * stride + span).saturating_sub(padded)
 }
 
 /// Average pooling to a fixed output size, PyTorch's `nn.AdaptiveAvgPool2d`.
@@ -369,8 +447,6 @@ fn check_rank<'a, T: Element>(layer: &'static str, xs: &'a Var<T>) -> Result<&'a
 
 #[cfg(test)]
 mod tests {
-    use strata_tensor::Tensor;
-
     use super::*;
 
     fn ramp(shape: &[usize]) -> Var<f64> {

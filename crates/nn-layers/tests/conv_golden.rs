@@ -121,7 +121,7 @@ fn convolutions_match_pytorch() {
 fn pools_match_pytorch() {
     let fixture = fixture();
     let cases = fixture["pool"].as_array().unwrap();
-    assert!(cases.len() >= 8);
+    assert!(cases.len() >= 12);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let stride = (!case["stride"].is_null()).then(|| pair(&case["stride"]));
@@ -141,6 +141,7 @@ fn pools_match_pytorch() {
                     padding: pair(&case["padding"]),
                     count_include_pad: case["count_include_pad"].as_bool().unwrap(),
                     divisor_override: case["divisor_override"].as_u64().map(|d| d as usize),
+                    ceil_mode: case["ceil_mode"].as_bool().unwrap_or(false),
                 };
                 Box::new(AvgPool2d::new(pair(&case["kernel"]), config).unwrap())
             }
