@@ -187,6 +187,30 @@ impl<T: Element> AdamW<T> {
         })
     }
 
+    /// AdamW that decays only parameters of two or more dimensions (weight matrices,
+    /// embeddings), not biases or normalization gains: nanoGPT's `configure_optimizers`.
+    ///
+    /// Group 0 holds the parameters with `ndim >= 2` and `config`; group 1 the others, with
+    /// `weight_decay = 0`. Both groups exist even when one is empty, so the layout of the
+    /// saved state does not depend on the model.
+    ///
+    /// # Errors
+    /// As [`AdamW::new`].
+    pub fn decay_matrices_only(params: Vec<Var<T>>, config: AdamWConfig) -> Result<Self> {
+        let (decay, no_decay): (Vec<_>, Vec<_>) = params.into_iter().partition(|p| p.ndim() >= 2);
+        if decay.is_empty() && no_decay.is_empty() {
+            single_group::<T, _>("AdamW", Vec::new(), config)?;
+        }
+        let plain = AdamWConfig {
+            weight_decay: 0.0,
+            ..config
+        };
+        Self::with_groups(vec![
+            ParamGroup::new(decay, config),
+            ParamGroup::new(no_decay, plain),
+        ])
+    }
+
     /// Adds a parameter group (PyTorch's `add_param_group`).
     ///
     /// # Errors
@@ -553,6 +577,27 @@ mod tests {
         }
 
         assert_eq!(big.value().to_vec()[..100], small.value().to_vec()[..]);
+    }
+
+    #[test]
+    fn decay_matrices_only_splits_by_rank() {
+        let matrix = Var::parameter(Tensor::<f32>::zeros(&[2, 3]));
+        let bias = Var::parameter(Tensor::<f32>::zeros(&[3]));
+        let config = AdamWConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+
+        let opt = AdamW::decay_matrices_only(vec![bias.clone(), matrix.clone()], config).unwrap();
+
+        let groups = opt.param_groups();
+        assert!(groups[0].params[0].same_as(&matrix) && groups[0].params.len() == 1);
+        assert!(groups[1].params[0].same_as(&bias) && groups[1].params.len() == 1);
+        assert_eq!(
+            (groups[0].config.weight_decay, groups[1].config.weight_decay),
+            (0.1, 0.0)
+        );
+        assert!(AdamW::<f32>::decay_matrices_only(Vec::new(), config).is_err());
     }
 
     #[test]

@@ -230,6 +230,59 @@ mod tests {
     }
 
     #[test]
+    fn group_learning_rates_are_set_one_by_one_or_all_at_once() {
+        let a = Var::parameter(Tensor::<f32>::zeros(&[1]));
+        let b = Var::parameter(Tensor::<f32>::zeros(&[2]));
+        let groups = vec![
+            ParamGroup::new(
+                vec![a],
+                SgdConfig {
+                    lr: 0.1,
+                    ..Default::default()
+                },
+            ),
+            ParamGroup::new(
+                vec![b],
+                SgdConfig {
+                    lr: 0.2,
+                    ..Default::default()
+                },
+            ),
+        ];
+        let mut opt = Sgd::with_groups(groups).unwrap();
+
+        opt.set_group_lr(1, 0.5).unwrap();
+        assert_eq!((opt.lr(), opt.group_lr(1).unwrap()), (0.1, 0.5));
+        opt.set_lr(0.3);
+        assert_eq!(
+            (opt.group_lr(0).unwrap(), opt.group_lr(1).unwrap()),
+            (0.3, 0.3)
+        );
+        assert_eq!(opt.group_params(1).unwrap()[0].shape(), &[2]);
+
+        let err = opt.set_group_lr(2, 0.1).unwrap_err();
+        assert!(
+            err.to_string().contains("group 2 out of range for 2"),
+            "{err}"
+        );
+        assert!(opt.group_lr(5).is_err() && opt.group_params(5).is_err());
+    }
+
+    #[test]
+    fn a_gradient_of_another_shape_is_an_error() {
+        let w = Var::parameter(Tensor::<f32>::zeros(&[2]));
+        let mut opt = Sgd::new(vec![w.clone()], SgdConfig::default()).unwrap();
+        w.set_grad(Some(Tensor::zeros(&[3])));
+
+        let err = opt.step().unwrap_err();
+
+        assert!(
+            matches!(err, crate::OptimError::GradShape { index: 0, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn nesterov_needs_momentum() {
         let w = Var::parameter(Tensor::<f32>::zeros(&[1]));
         let config = SgdConfig {

@@ -246,6 +246,17 @@ mod tests {
     }
 
     #[test]
+    fn f64_state_round_trips_exactly() {
+        let mut s = StateDict::<f64>::new("SGD");
+        let t = Tensor::from_vec(vec![0.1f64, -1e-300, 1.0 / 3.0], &[3]).unwrap();
+        s.tensors.insert("state.0.momentum_buffer".into(), t);
+
+        let back = StateDict::<f64>::from_bytes(&s.to_bytes(), Path::new("x")).unwrap();
+
+        assert_eq!(back, s);
+    }
+
+    #[test]
     fn truncated_bytes_are_corrupt_and_name_the_file() {
         let bytes = sample().to_bytes();
 
