@@ -100,6 +100,22 @@ enum Recurrent<T: Element> {
 /// `rnn` (`nn.RNN`, `nn.LSTM` or `nn.GRU` with `batch_first=True`) and `head` (`nn.Linear`):
 /// `embedding.weight`, `rnn.weight_ih_l0`, `rnn.weight_hh_l0`, `rnn.bias_ih_l0`, ...,
 /// `head.weight`, `head.bias`; each starts as PyTorch initialises it.
+///
+/// ```
+/// use strata_models::{CellKind, CharRnn, CharRnnConfig, SamplingConfig};
+/// use strata_tensor::{Generator, IndexTensor};
+///
+/// let config = CharRnnConfig { vocab_size: 5, embedding_dim: 4, hidden_size: 8, num_layers: 1,
+///     cell: CellKind::Gru, dropout: 0.0 };
+/// let mut gen = Generator::new(0);
+/// let model = CharRnn::<f32>::new(&config, &mut gen)?;
+/// let idx = IndexTensor::from_vec(vec![0, 1, 2], &[1, 3])?;
+/// let (logits, _state) = model.forward(&idx, None)?;
+/// assert_eq!(logits.shape(), &[1, 3, 5]);
+/// let text = model.generate(&idx, 4, &SamplingConfig::default(), &mut gen)?;
+/// assert_eq!(text.shape(), &[1, 7]);
+/// # Ok::<(), strata_models::ModelError>(())
+/// ```
 #[derive(Debug)]
 pub struct CharRnn<T: Element> {
     config: CharRnnConfig,

@@ -138,6 +138,21 @@ impl TransformerEncoderClassifierConfig {
 /// for pre-norm); the model adds `embedding.weight`, `pos_embedding`, `cls_token` (Cls
 /// pooling only) and `head`. Layers start as PyTorch's do; the positional table and the
 /// `[CLS]` token from `normal(0, 0.02)`.
+///
+/// ```
+/// use strata_models::{Pooling, TransformerEncoderClassifier, TransformerEncoderClassifierConfig};
+/// use strata_tensor::{Generator, IndexTensor};
+///
+/// let config = TransformerEncoderClassifierConfig { vocab_size: 20, max_len: 8, d_model: 8,
+///     n_head: 2, n_layer: 1, dim_feedforward: 16, pooling: Pooling::Cls,
+///     ..TransformerEncoderClassifierConfig::default() };
+/// let model = TransformerEncoderClassifier::<f32>::new(&config, &mut Generator::new(0))?;
+/// let idx = IndexTensor::from_vec(vec![5, 6, 7, 0, 9, 0, 0, 0], &[2, 4])?;
+/// let mask = TransformerEncoderClassifier::<f32>::padding_mask(&idx, 0);
+/// let logits = model.forward(&idx, Some(&mask))?;
+/// assert_eq!(logits.shape(), &[2, 2]);
+/// # Ok::<(), strata_models::ModelError>(())
+/// ```
 #[derive(Debug)]
 pub struct TransformerEncoderClassifier<T: Element> {
     config: TransformerEncoderClassifierConfig,

@@ -63,6 +63,22 @@ pub struct GanLosses {
 /// Parameters are named `generator.layers.{i}.*` and `discriminator.layers.{i}.*` (two
 /// [`Mlp`]s as attributes `generator` and `discriminator`). Train with one optimizer over
 /// [`Gan::generator`]'s parameters and one over [`Gan::discriminator`]'s.
+///
+/// ```
+/// use strata_models::{Gan, GanConfig};
+/// use strata_nn_layers::Module;
+/// use strata_optim::{Adam, AdamConfig};
+/// use strata_tensor::{Generator, Tensor};
+///
+/// let mut gen = Generator::new(0);
+/// let gan = Gan::<f32>::new(&GanConfig::default(), &mut gen)?;
+/// let mut opt_g = Adam::new(gan.generator().parameters(), AdamConfig::default())?;
+/// let mut opt_d = Adam::new(gan.discriminator().parameters(), AdamConfig::default())?;
+/// let real = Tensor::ones(&[8, 2]);
+/// let losses = gan.train_step(&real, &mut opt_g, &mut opt_d, &mut gen)?;
+/// assert!(losses.discriminator > 0.0 && losses.generator > 0.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Gan<T: Element> {
     config: GanConfig,

@@ -120,6 +120,22 @@ impl GptConfig {
 /// Initialisation follows GPT-2: Linear and Embedding weights from `normal(0, 0.02)`, biases
 /// zero, LayerNorm weight one, and the residual projections (`c_proj` of attention and MLP)
 /// from `normal(0, 0.02 / sqrt(2 n_layer))`.
+///
+/// ```
+/// use strata_models::{Gpt, GptConfig, SamplingConfig};
+/// use strata_tensor::{Generator, IndexTensor};
+///
+/// let config = GptConfig { vocab_size: 11, block_size: 8, n_layer: 1, n_head: 2, n_embd: 8,
+///     ..GptConfig::default() };
+/// let mut gen = Generator::new(0);
+/// let model = Gpt::<f32>::new(&config, &mut gen)?;
+/// let idx = IndexTensor::from_vec(vec![1, 2, 3, 4], &[2, 2])?;
+/// let loss = model.loss(&idx, &IndexTensor::from_vec(vec![2, 3, 4, 5], &[2, 2])?)?;
+/// loss.backward()?;
+/// let out = model.generate(&idx, 3, &SamplingConfig::default(), &mut gen)?;
+/// assert_eq!(out.shape(), &[2, 5]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Gpt<T: Element> {
     config: GptConfig,

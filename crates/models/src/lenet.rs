@@ -41,6 +41,17 @@ impl Default for LeNetConfig {
 ///
 /// Parameters are named as the PyTorch module with attributes `conv1`, `conv2`, `fc1`, `fc2`,
 /// `fc3` (`conv1.weight`, `conv1.bias`, ..., `fc3.bias`), initialised as PyTorch's layers.
+///
+/// ```
+/// use strata_autograd::Var;
+/// use strata_models::{LeNet, LeNetConfig};
+/// use strata_tensor::{Generator, Tensor};
+///
+/// let net = LeNet::<f32>::new(&LeNetConfig::default(), &mut Generator::new(0))?;
+/// let logits = net.forward(&Var::new(Tensor::zeros(&[2, 1, 32, 32])))?;
+/// assert_eq!(logits.shape(), &[2, 10]);
+/// # Ok::<(), strata_models::ModelError>(())
+/// ```
 #[derive(Debug)]
 pub struct LeNet<T: Element> {
     config: LeNetConfig,

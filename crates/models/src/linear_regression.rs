@@ -63,6 +63,21 @@ impl Default for FitConfig {
 ///
 /// Parameters are named as a PyTorch module with one `nn.Linear` attribute `linear`
 /// (`linear.weight`, `linear.bias`) and start as PyTorch's `nn.Linear` does.
+///
+/// ```
+/// use strata_models::{FitConfig, LinearRegression, LinearRegressionConfig};
+/// use strata_tensor::{Generator, Tensor};
+///
+/// // y = 2 x + 1
+/// let xs = Tensor::from_vec(vec![0.0f64, 1.0, 2.0, 3.0], &[4, 1])?;
+/// let ys = Tensor::from_vec(vec![1.0, 3.0, 5.0, 7.0], &[4, 1])?;
+/// let mut gen = Generator::new(0);
+/// let model = LinearRegression::new(&LinearRegressionConfig::default(), &mut gen)?;
+/// let fit = FitConfig { lr: 0.1, epochs: 500, batch_size: None };
+/// model.fit(&xs, &ys, &fit, &mut gen)?;
+/// assert!((model.weight().value().to_vec()[0] - 2.0).abs() < 1e-6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct LinearRegression<T: Element> {
     config: LinearRegressionConfig,

@@ -105,6 +105,18 @@ impl MlpConfig {
 ///
 /// # Shapes
 /// - input: `(*, widths[0])`; output: `(*, widths[last])`
+///
+/// ```
+/// use strata_autograd::Var;
+/// use strata_models::{Activation, Mlp, MlpConfig};
+/// use strata_tensor::{Generator, Tensor};
+///
+/// let config = MlpConfig { widths: vec![4, 8, 3], activation: Activation::Gelu, bias: true };
+/// let mlp = Mlp::<f32>::new(&config, &mut Generator::new(0))?;
+/// let ys = mlp.forward(&Var::new(Tensor::ones(&[5, 4])))?;
+/// assert_eq!(ys.shape(), &[5, 3]);
+/// # Ok::<(), strata_models::ModelError>(())
+/// ```
 #[derive(Debug)]
 pub struct Mlp<T: Element> {
     config: MlpConfig,

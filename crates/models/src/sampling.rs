@@ -11,6 +11,16 @@ use crate::error::{ModelError, Result};
 /// to the smallest set whose probability reaches `top_p`, then sampled from their softmax.
 /// The defaults (temperature 1, no top-k, no top-p) sample from the model's distribution
 /// unchanged, as nanoGPT's `generate` does.
+///
+/// ```
+/// use strata_models::SamplingConfig;
+/// use strata_tensor::Generator;
+///
+/// let config = SamplingConfig { temperature: 0.8, top_k: Some(2), top_p: None };
+/// let token = config.sample(&[0.1, 3.0, 2.5, -1.0], &mut Generator::new(0))?;
+/// assert!(token == 1 || token == 2);
+/// # Ok::<(), strata_models::ModelError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SamplingConfig {
