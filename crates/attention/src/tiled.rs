@@ -78,7 +78,19 @@ struct Plan<'a, T: Element> {
     tile_k: usize,
 }
 
-impl<T: Element> Plan<'_, T> {
+impl<'a, T: Element> Plan<'a, T> {
+    fn new(problem: &'a Problem<T>, tile_q: usize, tile_k: usize) -> Self {
+        Self {
+            problem,
+            bias: problem
+                .bias
+                .as_ref()
+                .map(|b| BiasView::new(b, &problem.lead)),
+            tile_q,
+            tile_k,
+        }
+    }
+
     /// The score of `(i, j)` in slice `b` before the softmax, `-inf` if masked out.
     #[inline]
     fn score(&self, b: usize, i: usize, j: usize, dot: T) -> T {
@@ -156,24 +168,16 @@ pub(crate) fn attention_with_tiles<T: Element>(
     tile_q: usize,
     tile_k: usize,
 ) -> Result<Var<T>> {
-    let plan = Plan {
-        problem,
-        bias: problem
-            .bias
-            .as_ref()
-            .map(|b| BiasView::new(b, &problem.lead)),
-        tile_q,
-        tile_k,
-    };
-    let (qv, kv, vv) = (q.value(), k.value(), v.value());
+    let plan = Plan::new(problem, tile_q, tile_k);
+    let p = problem;
     let (out, lse) = forward(
         &plan,
-        &qv.contiguous_slice(),
-        &kv.contiguous_slice(),
-        &vv.contiguous_slice(),
+        &Rows::new(&q.value(), p.seq_q)?,
+        &Rows::new(&k.value(), p.seq_k)?,
+        &Rows::new(&v.value(), p.seq_k)?,
     );
-    let mut shape = problem.lead.clone();
-    shape.extend([problem.seq_q, problem.value_dim]);
+    let mut shape = p.lead.clone();
+    shape.extend([p.seq_q, p.value_dim]);
     let out = Tensor::from_vec(out, &shape)?;
     let op = TiledBackward {
         problem: problem.clone(),
@@ -184,24 +188,77 @@ pub(crate) fn attention_with_tiles<T: Element>(
     Ok(Var::from_op(out, op, vec![q.clone(), k.clone(), v.clone()]))
 }
 
-/// The forward pass: the output `(B, L, Dv)` and the log-sum-exp of each row `(B, L)`
+/// An input `(.., seq, width)` as one row-major `(slices * seq, width)` matrix, cut into
+/// blocks of rows by views.
+struct Rows<T: Element> {
+    matrix: Tensor<T>,
+    seq: usize,
+}
+
+impl<T: Element> Rows<T> {
+    fn new(x: &Tensor<T>, seq: usize) -> strata_tensor::Result<Self> {
+        let width = x.shape()[x.ndim() - 1];
+        let n = x.numel() / width.max(1);
+        Ok(Self {
+            matrix: x.contiguous().reshape(&[n, width])?,
+            seq,
+        })
+    }
+
+    /// Rows `start..start + len` of slice `b`, `(len, width)`.
+    fn block(&self, b: usize, start: usize, len: usize) -> Tensor<T> {
+        self.matrix
+            .narrow(0, b * self.seq + start, len)
+            .expect("bug: block inside the matrix")
+    }
+
+    /// Row `i` of slice `b`.
+    fn row(&self, b: usize, i: usize) -> Vec<T> {
+        self.block(b, i, 1).to_vec()
+    }
+}
+
+/// `a @ b` as a row-major vector, on the tensor crate's GEMM.
+fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Vec<T> {
+    a.matmul(b)
+        .expect("bug: block shapes agree")
+        .contiguous_slice()
+        .into_owned()
+}
+
+/// A `(rows, cols)` block held in a vector, as a tensor.
+fn block_tensor<T: Element>(data: Vec<T>, rows: usize, cols: usize) -> Tensor<T> {
+    Tensor::from_vec(data, &[rows, cols]).expect("bug: block size")
+}
+
+/// `dst += src` elementwise.
+fn add_into<T: Element>(dst: &mut [T], src: &[T]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
+    }
+}
+
+/// The forward pass: the output `(B * L, Dv)` and the log-sum-exp of each row `(B * L)`
 /// (`-inf` for fully masked rows).
-fn forward<T: Element>(plan: &Plan<'_, T>, q: &[T], k: &[T], v: &[T]) -> (Vec<T>, Vec<T>) {
+fn forward<T: Element>(
+    plan: &Plan<'_, T>,
+    q: &Rows<T>,
+    k: &Rows<T>,
+    v: &Rows<T>,
+) -> (Vec<T>, Vec<T>) {
     let p = plan.problem;
-    let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
+    let (lq, dv) = (p.seq_q, p.value_dim);
     let n_batch: usize = p.lead.iter().product();
     let mut out = vec![T::zero(); n_batch * lq * dv];
     let mut lse = vec![T::zero(); n_batch * lq];
     let tq = plan.tile_q;
-    let blocks_per_slice = lq.div_ceil(tq).max(1);
     // One task per (slice, query block); each owns its rows of `out` and `lse`.
     let mut tasks: Vec<(usize, usize, &mut [T], &mut [T])> = Vec::new();
     let mut out_rest = out.as_mut_slice();
     let mut lse_rest = lse.as_mut_slice();
     for b in 0..n_batch {
-        for blk in 0..blocks_per_slice {
-            let i0 = blk * tq;
-            let rows = tq.min(lq - i0.min(lq));
+        for i0 in (0..lq).step_by(tq) {
+            let rows = tq.min(lq - i0);
             let (o, r1) = out_rest.split_at_mut(rows * dv);
             let (l, r2) = lse_rest.split_at_mut(rows);
             out_rest = r1;
@@ -209,71 +266,60 @@ fn forward<T: Element>(plan: &Plan<'_, T>, q: &[T], k: &[T], v: &[T]) -> (Vec<T>
             tasks.push((b, i0, o, l));
         }
     }
-    tasks.into_par_iter().for_each(|(b, i0, o, l)| {
-        let rows = l.len();
-        let qb = &q[(b * lq + i0) * d..(b * lq + i0 + rows) * d];
-        let kb = &k[b * lk * d..(b + 1) * lk * d];
-        let vb = &v[b * lk * dv..(b + 1) * lk * dv];
-        forward_block(plan, b, i0, qb, kb, vb, o, l);
-    });
+    tasks
+        .into_par_iter()
+        .for_each(|(b, i0, o, l)| forward_block(plan, b, i0, [q, k, v], o, l));
     (out, lse)
 }
 
-/// One block of `rows` queries starting at `i0` against every key block of slice `b`.
-#[allow(clippy::too_many_arguments)]
+/// One block of queries starting at `i0` against every key block of slice `b`.
 fn forward_block<T: Element>(
     plan: &Plan<'_, T>,
     b: usize,
     i0: usize,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    [q, k, v]: [&Rows<T>; 3],
     out: &mut [T],
     lse: &mut [T],
 ) {
     let p = plan.problem;
-    let (d, dv, rows) = (p.head_dim, p.value_dim, lse.len());
-    let tk = plan.tile_k;
+    let (dv, rows) = (p.value_dim, lse.len());
     let mut m = vec![T::neg_infinity(); rows];
     let mut l = vec![T::zero(); rows];
-    let mut s = vec![T::zero(); tk];
+    let q_blk = q.block(b, i0, rows);
     let end = plan.key_end(i0 + rows);
-    for j0 in (0..end).step_by(tk) {
-        let cols = tk.min(end - j0);
+    for j0 in (0..end).step_by(plan.tile_k) {
+        let cols = plan.tile_k.min(end - j0);
+        let k_blk = k.block(b, j0, cols).t().expect("bug: 2-D block");
+        let mut s = matmul(&q_blk, &k_blk);
         for r in 0..rows {
             let i = i0 + r;
-            let qi = &q[r * d..(r + 1) * d];
+            let row = &mut s[r * cols..(r + 1) * cols];
             let mut tile_max = T::neg_infinity();
-            for c in 0..cols {
-                let j = j0 + c;
-                let sc = plan.score(b, i, j, dot(qi, &k[j * d..(j + 1) * d]));
-                s[c] = sc;
-                tile_max = tile_max.max(sc);
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = plan.score(b, i, j0 + c, *x);
+                tile_max = tile_max.max(*x);
             }
             let m_new = m[r].max(tile_max);
             if m_new == T::neg_infinity() {
+                row.iter_mut().for_each(|x| *x = T::zero());
                 continue;
             }
             let alpha = (m[r] - m_new).exp();
-            let acc = &mut out[r * dv..(r + 1) * dv];
             if alpha != T::one() {
                 l[r] *= alpha;
-                acc.iter_mut().for_each(|a| *a *= alpha);
+                out[r * dv..(r + 1) * dv]
+                    .iter_mut()
+                    .for_each(|a| *a *= alpha);
             }
-            for c in 0..cols {
-                let e = (s[c] - m_new).exp();
-                if e == T::zero() {
-                    continue;
-                }
+            for (c, x) in row.iter_mut().enumerate() {
+                let e = (*x - m_new).exp();
                 l[r] += e;
-                let w = e * plan.drop(b, i, j0 + c);
-                let vj = &v[(j0 + c) * dv..(j0 + c + 1) * dv];
-                for (a, x) in acc.iter_mut().zip(vj) {
-                    *a += w * *x;
-                }
+                *x = e * plan.drop(b, i, j0 + c);
             }
             m[r] = m_new;
         }
+        let pv = matmul(&block_tensor(s, rows, cols), &v.block(b, j0, cols));
+        add_into(out, &pv);
     }
     for r in 0..rows {
         let acc = &mut out[r * dv..(r + 1) * dv];
@@ -295,34 +341,26 @@ struct SliceGrads<T> {
     dv: Vec<T>,
 }
 
+/// The inputs, output and output gradient of the op, as row matrices.
+struct Saved<T: Element> {
+    q: Rows<T>,
+    k: Rows<T>,
+    v: Rows<T>,
+    out: Rows<T>,
+    grad: Rows<T>,
+}
+
 /// The backward pass: `(dq, dk, dv)`, each laid out like its input.
-#[allow(clippy::too_many_arguments)]
 fn backward<T: Element>(
     plan: &Plan<'_, T>,
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    out: &[T],
-    grad: &[T],
+    saved: &Saved<T>,
     lse: &[T],
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let p = plan.problem;
-    let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
     let n_batch: usize = p.lead.iter().product();
     let slices: Vec<SliceGrads<T>> = (0..n_batch)
         .into_par_iter()
-        .map(|b| {
-            backward_slice(
-                plan,
-                b,
-                &q[b * lq * d..(b + 1) * lq * d],
-                &k[b * lk * d..(b + 1) * lk * d],
-                &v[b * lk * dv..(b + 1) * lk * dv],
-                &out[b * lq * dv..(b + 1) * lq * dv],
-                &grad[b * lq * dv..(b + 1) * lq * dv],
-                &lse[b * lq..(b + 1) * lq],
-            )
-        })
+        .map(|b| backward_slice(plan, b, saved, &lse[b * p.seq_q..(b + 1) * p.seq_q]))
         .collect();
     let mut grads = (Vec::new(), Vec::new(), Vec::new());
     for s in slices {
@@ -334,88 +372,65 @@ fn backward<T: Element>(
 }
 
 /// FlashAttention-2's backward for slice `b`: key blocks outside, query blocks inside.
-#[allow(clippy::too_many_arguments)]
+///
+/// ```text
+/// P = exp(S - lse),  P' = P * M,  delta_i = rowsum(dO_i * O_i)
+/// dV_j += P'^T dO_i,  dS = P * ((dO_i V_j^T) * M - delta) * scale
+/// dQ_i += dS K_j,  dK_j += dS^T Q_i
+/// ```
 fn backward_slice<T: Element>(
     plan: &Plan<'_, T>,
     b: usize,
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    out: &[T],
-    grad: &[T],
+    saved: &Saved<T>,
     lse: &[T],
 ) -> SliceGrads<T> {
     let p = plan.problem;
     let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
     let (tq, tk) = (plan.tile_q, plan.tile_k);
-    // delta_i = rowsum(dO_i * O_i) = sum_j P_ij dP_ij.
     let delta: Vec<T> = (0..lq)
-        .map(|i| dot(&grad[i * dv..(i + 1) * dv], &out[i * dv..(i + 1) * dv]))
+        .map(|i| dot(&saved.grad.row(b, i), &saved.out.row(b, i)))
         .collect();
     let mut dq = vec![T::zero(); lq * d];
     let mut dk = vec![T::zero(); lk * d];
     let mut dvv = vec![T::zero(); lk * dv];
-    let mut prob = vec![T::zero(); tq * tk];
-    let mut ds = vec![T::zero(); tq * tk];
+    let t = |x: Tensor<T>| x.t().expect("bug: 2-D block");
     for j0 in (0..lk).step_by(tk) {
         let cols = tk.min(lk - j0);
+        let (k_blk, v_blk) = (saved.k.block(b, j0, cols), saved.v.block(b, j0, cols));
+        let (k_t, v_t) = (t(k_blk.clone()), t(v_blk));
         for i0 in (0..lq).step_by(tq) {
             let rows = tq.min(lq - i0);
             if plan.key_end(i0 + rows) <= j0 {
                 continue;
             }
+            let (q_blk, g_blk) = (saved.q.block(b, i0, rows), saved.grad.block(b, i0, rows));
+            let mut prob = matmul(&q_blk, &k_t);
+            let mut ds = matmul(&g_blk, &v_t);
             for r in 0..rows {
                 let i = i0 + r;
-                let (qi, gi) = (&q[i * d..(i + 1) * d], &grad[i * dv..(i + 1) * dv]);
                 for c in 0..cols {
-                    let j = j0 + c;
-                    let idx = r * tk + c;
+                    let idx = r * cols + c;
                     if lse[i] == T::neg_infinity() {
                         prob[idx] = T::zero();
                         ds[idx] = T::zero();
                         continue;
                     }
-                    let sc = plan.score(b, i, j, dot(qi, &k[j * d..(j + 1) * d]));
-                    let pij = (sc - lse[i]).exp();
-                    let drop = plan.drop(b, i, j);
-                    // dV_j += P'_ij dO_i with P' = P * drop.
+                    let pij = (plan.score(b, i, j0 + c, prob[idx]) - lse[i]).exp();
+                    let drop = plan.drop(b, i, j0 + c);
                     prob[idx] = pij * drop;
-                    let dp = dot(gi, &v[j * dv..(j + 1) * dv]) * drop;
-                    ds[idx] = pij * (dp - delta[i]) * p.scale;
+                    ds[idx] = pij * (ds[idx] * drop - delta[i]) * p.scale;
                 }
             }
-            for c in 0..cols {
-                let j = j0 + c;
-                let dvj = &mut dvv[j * dv..(j + 1) * dv];
-                let dkj = &mut dk[j * d..(j + 1) * d];
-                for r in 0..rows {
-                    let i = i0 + r;
-                    let (w, g) = (prob[r * tk + c], ds[r * tk + c]);
-                    if w != T::zero() {
-                        for (a, x) in dvj.iter_mut().zip(&grad[i * dv..(i + 1) * dv]) {
-                            *a += w * *x;
-                        }
-                    }
-                    if g != T::zero() {
-                        for (a, x) in dkj.iter_mut().zip(&q[i * d..(i + 1) * d]) {
-                            *a += g * *x;
-                        }
-                    }
-                }
-            }
-            for r in 0..rows {
-                let i = i0 + r;
-                let dqi = &mut dq[i * d..(i + 1) * d];
-                for c in 0..cols {
-                    let g = ds[r * tk + c];
-                    if g != T::zero() {
-                        let kj = &k[(j0 + c) * d..(j0 + c + 1) * d];
-                        for (a, x) in dqi.iter_mut().zip(kj) {
-                            *a += g * *x;
-                        }
-                    }
-                }
-            }
+            let (prob, ds) = (block_tensor(prob, rows, cols), block_tensor(ds, rows, cols));
+            add_into(
+                &mut dvv[j0 * dv..(j0 + cols) * dv],
+                &matmul(&t(prob), &g_blk),
+            );
+            add_into(
+                &mut dk[j0 * d..(j0 + cols) * d],
+                &matmul(&t(ds.clone()), &q_blk),
+            );
+            add_into(&mut dq[i0 * d..(i0 + rows) * d], &matmul(&ds, &k_blk));
         }
     }
     SliceGrads { dq, dk, dv: dvv }
@@ -462,27 +477,17 @@ impl<T: Element> Backward<T> for TiledBackward<T> {
         let grads = if is_grad_enabled() {
             self.recorded(inputs, grad)?
         } else {
-            let plan = Plan {
-                problem: &self.problem,
-                bias: self
-                    .problem
-                    .bias
-                    .as_ref()
-                    .map(|b| BiasView::new(b, &self.problem.lead)),
-                tile_q: self.tile_q,
-                tile_k: self.tile_k,
-            };
+            let plan = Plan::new(&self.problem, self.tile_q, self.tile_k);
+            let p = &self.problem;
             let vals: Vec<Tensor<T>> = inputs.iter().map(Var::value).collect();
-            let (out, g) = (result.value(), grad.value());
-            let (dq, dk, dv) = backward(
-                &plan,
-                &vals[0].contiguous_slice(),
-                &vals[1].contiguous_slice(),
-                &vals[2].contiguous_slice(),
-                &out.contiguous_slice(),
-                &g.contiguous_slice(),
-                &self.lse,
-            );
+            let saved = Saved {
+                q: Rows::new(&vals[0], p.seq_q)?,
+                k: Rows::new(&vals[1], p.seq_k)?,
+                v: Rows::new(&vals[2], p.seq_k)?,
+                out: Rows::new(&result.value(), p.seq_q)?,
+                grad: Rows::new(&grad.value(), p.seq_q)?,
+            };
+            let (dq, dk, dv) = backward(&plan, &saved, &self.lse);
             [
                 Var::new(Tensor::from_vec(dq, vals[0].shape())?),
                 Var::new(Tensor::from_vec(dk, vals[1].shape())?),
