@@ -152,7 +152,6 @@ impl<T: Element> ParamState<T> for AdagradState<T> {
     fn from_saved(
         buffers: &mut BTreeMap<&'static str, Vec<T>>,
         step: Option<u64>,
-        _numel: usize,
     ) -> std::result::Result<Self, String> {
         Ok(Self {
             step: step.ok_or("step is missing")?,

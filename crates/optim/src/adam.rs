@@ -339,7 +339,6 @@ impl<T: Element> ParamState<T> for AdamState<T> {
     fn from_saved(
         buffers: &mut BTreeMap<&'static str, Vec<T>>,
         step: Option<u64>,
-        _numel: usize,
     ) -> std::result::Result<Self, String> {
         let missing = |what: &str| format!("{what} is missing");
         Ok(Self {

@@ -162,7 +162,6 @@ pub(crate) trait ParamState<T: Element>: Sized {
     fn from_saved(
         buffers: &mut BTreeMap<&'static str, Vec<T>>,
         step: Option<u64>,
-        numel: usize,
     ) -> std::result::Result<Self, String>;
     /// Every buffer name this kind of state may save.
     fn all_buffer_names() -> &'static [&'static str];
@@ -441,11 +440,9 @@ fn load_param_state<T: Element, S: ParamState<T>>(
     if buffers.is_empty() && step.is_none() {
         return Ok(None);
     }
-    let numel = shape.iter().product();
-    let state =
-        S::from_saved(&mut buffers, step, numel).map_err(|reason| OptimError::StateMismatch {
-            what: format!("state of parameter {index}: {reason}"),
-        })?;
+    let state = S::from_saved(&mut buffers, step).map_err(|reason| OptimError::StateMismatch {
+        what: format!("state of parameter {index}: {reason}"),
+    })?;
     Ok(Some(state))
 }
 

@@ -152,7 +152,6 @@ impl<T: Element> ParamState<T> for SgdState<T> {
     fn from_saved(
         buffers: &mut BTreeMap<&'static str, Vec<T>>,
         _step: Option<u64>,
-        _numel: usize,
     ) -> std::result::Result<Self, String> {
         let momentum_buffer = buffers
             .remove("momentum_buffer")
