@@ -203,36 +203,89 @@ fn rmsprop_update<T: Element>(
     }
     st.step += 1;
 
-    let neg_lr = T::from_f64(-c.lr);
-    let alpha = T::from_f64(c.alpha);
-    let weight = T::from_f64(1.0 - c.alpha);
-    let one_minus_weight = T::one() - weight;
-    let eps = T::from_f64(c.eps);
-    let l2 = T::from_f64(c.weight_decay);
-    let momentum = T::from_f64(c.momentum);
-    let minus_one = -T::one();
-    for i in 0..n {
-        let mut grad = if c.maximize { -g[i] } else { g[i] };
-        if c.weight_decay != 0.0 {
-            grad += l2 * p[i];
-        }
-        let v = st.square_avg[i] * alpha + weight * grad * grad;
-        st.square_avg[i] = v;
-        let avg = match st.grad_avg.as_mut() {
-            Some(ga) => {
-                let a = lerp(ga[i], grad, weight, one_minus_weight);
+    let k = Kernel {
+        maximize: c.maximize,
+        decay: c.weight_decay != 0.0,
+        l2: T::from_f64(c.weight_decay),
+        alpha: T::from_f64(c.alpha),
+        weight: T::from_f64(1.0 - c.alpha),
+        one_minus_weight: T::one() - T::from_f64(1.0 - c.alpha),
+        eps: T::from_f64(c.eps),
+        momentum: T::from_f64(c.momentum),
+        neg_lr: T::from_f64(-c.lr),
+    };
+    let sq = &mut st.square_avg[..];
+    // Buffers left from another configuration (after loading a state) are ignored, as in
+    // PyTorch, which looks only at `centered` and `momentum`.
+    let ga = st.grad_avg.as_deref_mut().filter(|_| c.centered);
+    let buf = st
+        .momentum_buffer
+        .as_deref_mut()
+        .filter(|_| c.momentum > 0.0);
+    match (ga, buf) {
+        (None, None) => k.run::<false, false>(p, g, sq, &mut [], &mut []),
+        (Some(ga), None) => k.run::<true, false>(p, g, sq, ga, &mut []),
+        (None, Some(buf)) => k.run::<false, true>(p, g, sq, &mut [], buf),
+        (Some(ga), Some(buf)) => k.run::<true, true>(p, g, sq, ga, buf),
+    }
+}
+
+/// The per-element constants of one RMSprop step, rounded to the element type.
+struct Kernel<T> {
+    maximize: bool,
+    decay: bool,
+    l2: T,
+    alpha: T,
+    weight: T,
+    one_minus_weight: T,
+    eps: T,
+    momentum: T,
+    neg_lr: T,
+}
+
+impl<T: Element> Kernel<T> {
+    /// The update over matching slices; `ga` and `buf` are used (and must have the
+    /// parameter's length) only when `CENTERED` and `MOMENTUM` are set. One instance per
+    /// variant keeps the loop free of per-element branches on the options.
+    fn run<const CENTERED: bool, const MOMENTUM: bool>(
+        &self,
+        p: &mut [T],
+        g: &[T],
+        sq: &mut [T],
+        ga: &mut [T],
+        buf: &mut [T],
+    ) {
+        let n = p.len();
+        assert!(
+            g.len() == n
+                && sq.len() == n
+                && (!CENTERED || ga.len() == n)
+                && (!MOMENTUM || buf.len() == n),
+            "bug: RMSprop buffers have the parameter's length"
+        );
+        for i in 0..n {
+            let mut grad = if self.maximize { -g[i] } else { g[i] };
+            if self.decay {
+                grad += self.l2 * p[i];
+            }
+            let v = sq[i] * self.alpha + self.weight * grad * grad;
+            sq[i] = v;
+            let avg = if CENTERED {
+                let a = lerp(ga[i], grad, self.weight, self.one_minus_weight);
                 ga[i] = a;
-                (v + minus_one * a * a).sqrt()
-            }
-            None => v.sqrt(),
-        } + eps;
-        match st.momentum_buffer.as_mut().filter(|_| c.momentum > 0.0) {
-            Some(buf) => {
-                let b = buf[i] * momentum + T::one() * grad / avg;
+                // square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+                (v + -T::one() * a * a).sqrt()
+            } else {
+                v.sqrt()
+            } + self.eps;
+            if MOMENTUM {
+                // buf.mul_(momentum).addcdiv_(grad, avg); param.add_(buf, alpha=-lr)
+                let b = buf[i] * self.momentum + T::one() * grad / avg;
                 buf[i] = b;
-                p[i] += neg_lr * b;
+                p[i] += self.neg_lr * b;
+            } else {
+                p[i] += self.neg_lr * grad / avg;
             }
-            None => p[i] += neg_lr * grad / avg,
         }
     }
 }
