@@ -1,5 +1,5 @@
 //! The math kernel against the tiled kernel of scaled dot-product attention, forward alone
-//! (no graph) and forward plus backward, at batch 1, 4 heads, head dim 32 in f32.
+//! (no graph) and forward plus backward, at batch 1, 4 heads, head dim 32 in f32, causal.
 //!
 //! `cargo bench -p strata-attention`; the numbers are recorded in the docs of
 //! `strata_attention::tiled`, where they set `TILED_MIN_SEQ`.
@@ -9,7 +9,7 @@ use strata_attention::{scaled_dot_product_attention, SdpaKernel, SdpaOptions};
 use strata_autograd::{no_grad, BackwardOptions, Var};
 use strata_tensor::{Generator, Tensor};
 
-const SEQS: [usize; 5] = [64, 128, 256, 512, 1024];
+const SEQS: [usize; 7] = [16, 32, 64, 128, 256, 512, 1024];
 
 fn inputs(seq: usize) -> [Tensor<f32>; 4] {
     let mut gen = Generator::new(0);

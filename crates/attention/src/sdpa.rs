@@ -30,7 +30,7 @@ pub enum SdpaKernel {
 /// Number of keys from which [`SdpaKernel::Auto`] picks the tiled kernel.
 ///
 /// Measured with `cargo bench -p strata-attention`; the numbers are in [`crate::tiled`].
-pub const TILED_MIN_SEQ: usize = 128;
+pub const TILED_MIN_SEQ: usize = 64;
 
 /// Options of [`scaled_dot_product_attention`], with PyTorch's defaults.
 #[derive(Debug, Default)]
