@@ -5,7 +5,8 @@
 //! `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`), and run autograd's `conv1d` / `conv2d`. Padding may
 //! be a number per spatial dim, or `"valid"` (none) or `"same"` (output as large as the
 //! input, stride 1 only); `"same"` with an even dilated kernel pads one more zero after than
-//! before, as PyTorch does.
+//! before, as PyTorch does. The padding holds zeros, or reflected, replicated or wrapped
+//! input values ([`PaddingMode`]).
 
 use strata_autograd::Var;
 use strata_tensor::{Conv1dParams, Conv2dParams, Element, Generator};
@@ -28,14 +29,29 @@ pub enum Padding<P> {
     Same,
 }
 
+/// What fills the padding of a convolution: PyTorch's `padding_mode=` argument.
+///
+/// For the non-zero modes the input is padded explicitly before an unpadded convolution, as
+/// PyTorch does; along a dim of size `L`, `reflect` needs padding below `L` and `circular`
+/// at most `L`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PaddingMode {
+    /// Zeros, PyTorch's default `"zeros"`.
+    #[default]
+    Zeros,
+    /// The input mirrored about its edge, the edge not repeated (`"reflect"`: `c b | a b c`).
+    Reflect,
+    /// The edge value repeated (`"replicate"`: `a a | a b c`).
+    Replicate,
+    /// The input wrapped around (`"circular"`: `b c | a b c`).
+    Circular,
+}
+
 /// Options of [`Conv2d`]: PyTorch's keyword arguments of `nn.Conv2d`, pairs ordered
 /// `[height, width]`.
 ///
-/// `Default` gives PyTorch's defaults: stride 1, no padding, dilation 1, one group, a bias.
-///
-/// # Limitations
-/// Only zero padding is offered (PyTorch's `padding_mode="zeros"`); there is no
-/// `padding_mode` field, so reflect, replicate and circular padding cannot be asked for.
+/// `Default` gives PyTorch's defaults: stride 1, no padding, dilation 1, one group, a bias,
+/// zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dConfig {
     /// Step between neighbouring windows. Default `[1, 1]`; must be positive.
@@ -48,6 +64,8 @@ pub struct Conv2dConfig {
     pub groups: usize,
     /// Whether the layer adds a learned bias. Default `true`.
     pub bias: bool,
+    /// What fills the padding. Default [`PaddingMode::Zeros`].
+    pub padding_mode: PaddingMode,
 }
 
 impl Default for Conv2dConfig {
@@ -58,16 +76,15 @@ impl Default for Conv2dConfig {
             dilation: [1, 1],
             groups: 1,
             bias: true,
+            padding_mode: PaddingMode::Zeros,
         }
     }
 }
 
 /// Options of [`Conv1d`]: PyTorch's keyword arguments of `nn.Conv1d`.
 ///
-/// `Default` gives PyTorch's defaults: stride 1, no padding, dilation 1, one group, a bias.
-///
-/// # Limitations
-/// Only zero padding is offered, as for [`Conv2dConfig`].
+/// `Default` gives PyTorch's defaults: stride 1, no padding, dilation 1, one group, a bias,
+/// zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv1dConfig {
     /// Step between neighbouring windows. Default `1`; must be positive.
@@ -80,6 +97,8 @@ pub struct Conv1dConfig {
     pub groups: usize,
     /// Whether the layer adds a learned bias. Default `true`.
     pub bias: bool,
+    /// What fills the padding. Default [`PaddingMode::Zeros`].
+    pub padding_mode: PaddingMode,
 }
 
 impl Default for Conv1dConfig {
@@ -90,6 +109,7 @@ impl Default for Conv1dConfig {
             dilation: 1,
             groups: 1,
             bias: true,
+            padding_mode: PaddingMode::Zeros,
         }
     }
 }
@@ -195,18 +215,96 @@ fn check_input(
     Ok(())
 }
 
-/// Pads the trailing spatial dims of `xs` when some dim needs an asymmetric padding, and
-/// returns the (possibly padded) input with the symmetric padding left for the kernel.
-fn pad_asymmetric<T: Element>(
+/// Pads the trailing spatial dims of `xs` explicitly where the kernel cannot (an asymmetric
+/// "same" padding, or a mode other than zeros), and returns the (possibly padded) input with
+/// the symmetric zero padding left for the kernel.
+fn pad_input<T: Element>(
+    layer: &'static str,
     xs: &Var<T>,
     pads: &[(usize, usize)],
+    mode: PaddingMode,
 ) -> Result<(Var<T>, Vec<usize>)> {
+    if mode != PaddingMode::Zeros {
+        let mut padded = xs.clone();
+        let first = xs.ndim() - pads.len();
+        for (i, &(before, after)) in pads.iter().enumerate() {
+            padded = pad_dim(layer, &padded, first + i, before, after, mode)?;
+        }
+        return Ok((padded, vec![0; pads.len()]));
+    }
     if pads.iter().all(|&(before, after)| before == after) {
         return Ok((xs.clone(), pads.iter().map(|&(before, _)| before).collect()));
     }
     let extra: Vec<(usize, usize)> = pads.iter().map(|&(b, a)| (0, a - b)).collect();
     let padded = xs.pad(&extra, T::zero())?;
     Ok((padded, pads.iter().map(|&(before, _)| before).collect()))
+}
+
+/// Pads dim `dim` of `xs` by reflecting, replicating or wrapping its values.
+fn pad_dim<T: Element>(
+    layer: &'static str,
+    xs: &Var<T>,
+    dim: usize,
+    before: usize,
+    after: usize,
+    mode: PaddingMode,
+) -> Result<Var<T>> {
+    if before == 0 && after == 0 {
+        return Ok(xs.clone());
+    }
+    let len = xs.shape()[dim];
+    let too_large = match mode {
+        PaddingMode::Reflect => before >= len || after >= len,
+        PaddingMode::Circular => before > len || after > len,
+        PaddingMode::Replicate | PaddingMode::Zeros => false,
+    };
+    if too_large {
+        return Err(NnError::Input {
+            layer,
+            reason: format!(
+                "{mode:?} padding ({before}, {after}) is too large for dim {dim} of size {len} \
+                 in input shape {:?}",
+                xs.shape()
+            ),
+        });
+    }
+    let d = dim as isize;
+    let at = |i: usize| xs.narrow(d, i, 1);
+    let mut pieces: Vec<Var<T>> = Vec::with_capacity(before + after + 1);
+    match mode {
+        PaddingMode::Reflect => {
+            for i in (1..=before).rev() {
+                pieces.push(at(i)?);
+            }
+            pieces.push(xs.clone());
+            for i in 0..after {
+                pieces.push(at(len - 2 - i)?);
+            }
+        }
+        PaddingMode::Replicate => {
+            let mut repeats = vec![1; xs.ndim()];
+            if before > 0 {
+                repeats[dim] = before;
+                pieces.push(at(0)?.repeat(&repeats)?);
+            }
+            pieces.push(xs.clone());
+            if after > 0 {
+                repeats[dim] = after;
+                pieces.push(at(len - 1)?.repeat(&repeats)?);
+            }
+        }
+        PaddingMode::Circular => {
+            if before > 0 {
+                pieces.push(xs.narrow(d, len - before, before)?);
+            }
+            pieces.push(xs.clone());
+            if after > 0 {
+                pieces.push(xs.narrow(d, 0, after)?);
+            }
+        }
+        PaddingMode::Zeros => return Ok(xs.pad(&[(before, after)], T::zero())?),
+    }
+    Ok(Var::concat(&pieces.iter().collect::<Vec<_>>(), d)?)
 }
 
 /// Adds `bias` `(C_out)` over the channel dim of `ys`, whose last `spatial` dims are spatial.
@@ -339,11 +437,12 @@ impl<T: Element> Forward<T> for Conv2d<T> {
     /// Convolves `xs`, `(N, C_in, H, W)` or `(C_in, H, W)`.
     ///
     /// # Errors
-    /// `NnError::Input` for a wrong rank or channel count; an autograd error if the dilated
-    /// kernel exceeds the padded input.
+    /// `NnError::Input` for a wrong rank or channel count, or a reflect (circular) padding
+    /// not below (above) the input size; an autograd error if the dilated kernel exceeds the
+    /// padded input.
     fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
         check_input("Conv2d", xs.shape(), 2, self.in_channels)?;
-        let (xs, padding) = pad_asymmetric(xs, &self.pads)?;
+        let (xs, padding) = pad_input("Conv2d", xs, &self.pads, self.config.padding_mode)?;
         let params = Conv2dParams {
             stride: self.config.stride,
             padding: [padding[0], padding[1]],
@@ -461,7 +560,7 @@ impl<T: Element> Forward<T> for Conv1d<T> {
     /// As [`Conv2d`]'s forward.
     fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
         check_input("Conv1d", xs.shape(), 1, self.in_channels)?;
-        let (xs, padding) = pad_asymmetric(xs, &self.pads)?;
+        let (xs, padding) = pad_input("Conv1d", xs, &self.pads, self.config.padding_mode)?;
         let params = Conv1dParams {
             stride: self.config.stride,
             padding: padding[0],
@@ -566,6 +665,24 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reflect_padding_as_large_as_the_input_is_an_input_error() {
+        let config = Conv1dConfig {
+            padding: Padding::Explicit(3),
+            padding_mode: PaddingMode::Reflect,
+            ..Default::default()
+        };
+        let conv = Conv1d::<f64>::new(1, 1, 3, config, &mut gen()).unwrap();
+
+        let err = conv
+            .forward(&Var::new(Tensor::ones(&[1, 1, 3])))
+            .unwrap_err();
+        let ok = conv.forward(&Var::new(Tensor::ones(&[1, 1, 4])));
+
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert_eq!(ok.unwrap().shape(), &[1, 1, 8]);
     }
 
     #[test]

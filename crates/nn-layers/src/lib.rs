@@ -24,7 +24,7 @@ mod sequential;
 mod state_dict;
 
 pub use batch_norm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
-pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Padding};
+pub use conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Padding, PaddingMode};
 pub use error::{NnError, Result};
 pub use module::{prefixed, Forward, Module};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};

@@ -11,7 +11,7 @@ use serde_json::Value;
 use strata_autograd::Var;
 use strata_nn_layers::{
     AdaptiveAvgPool2d, AvgPool2d, AvgPool2dConfig, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig,
-    Forward, MaxPool2d, MaxPool2dConfig, Padding,
+    Forward, MaxPool2d, MaxPool2dConfig, Padding, PaddingMode,
 };
 use strata_tensor::Generator;
 
@@ -36,6 +36,13 @@ fn build(case: &Value) -> Box<dyn Forward<f32>> {
     );
     let bias = case["bias"].as_bool().unwrap();
     let groups = usize_of(&case["groups"]);
+    let padding_mode = match case["padding_mode"].as_str().unwrap() {
+        "zeros" => PaddingMode::Zeros,
+        "reflect" => PaddingMode::Reflect,
+        "replicate" => PaddingMode::Replicate,
+        "circular" => PaddingMode::Circular,
+        other => panic!("unknown padding mode {other}"),
+    };
     let layer: Box<dyn Forward<f32>> = if case["kind"] == "conv2d" {
         let padding = match case["padding"].as_str() {
             Some("same") => Padding::Same,
@@ -49,6 +56,7 @@ fn build(case: &Value) -> Box<dyn Forward<f32>> {
             dilation: pair(&case["dilation"]),
             groups,
             bias,
+            padding_mode,
         };
         Box::new(Conv2d::new(c_in, c_out, pair(&case["kernel"]), config, &mut gen).unwrap())
     } else {
@@ -64,6 +72,7 @@ fn build(case: &Value) -> Box<dyn Forward<f32>> {
             dilation: usize_of(&case["dilation"]),
             groups,
             bias,
+            padding_mode,
         };
         let kernel = usize_of(&case["kernel"]);
         Box::new(Conv1d::new(c_in, c_out, kernel, config, &mut gen).unwrap())
@@ -109,7 +118,7 @@ fn check(name: &str, layer: &dyn Forward<f32>, case: &Value) {
 fn convolutions_match_pytorch() {
     let fixture = fixture();
     let cases = fixture["conv"].as_array().unwrap();
-    assert!(cases.len() >= 10);
+    assert!(cases.len() >= 17);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let layer = build(case);
