@@ -120,7 +120,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// The maximum global gradient norm; 0 turns clipping off.
     pub grad_clip: f64,
-    /// Evaluate and checkpoint every this many steps (and at the end).
+    /// Evaluate and checkpoint every this many steps (and at the end); 0 means once per
+    /// epoch, for models that train in epochs.
     pub eval_interval: usize,
     /// Batches per evaluation, for models evaluated on random batches.
     pub eval_iters: usize,
@@ -133,14 +134,27 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks values that would make training meaningless or crash.
+    /// Turns epochs into steps and an `eval_interval` of 0 into once per epoch, given the
+    /// model's steps per epoch (`None` for models that do not train in epochs).
+    pub fn resolve_epochs(&mut self, steps_per_epoch: Option<usize>) {
+        if let Some(per_epoch) = steps_per_epoch {
+            if let Some(epochs) = self.epochs {
+                self.steps = epochs * per_epoch;
+            }
+            if self.eval_interval == 0 {
+                self.eval_interval = per_epoch;
+            }
+        }
+    }
+
+    /// Checks the values a task needs to be built: batch size, evaluation batches, log
+    /// interval, learning rate, clipping.
     ///
     /// # Errors
     /// Naming the first bad field.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate_hyperparameters(&self) -> Result<()> {
         let positive = [
             ("batch_size", self.batch_size),
-            ("eval_interval", self.eval_interval),
             ("eval_iters", self.eval_iters),
             ("log_interval", self.log_interval),
         ];
@@ -149,9 +163,6 @@ impl TrainConfig {
         }
         if self.epochs == Some(0) {
             bail!("config: train.epochs must be at least 1");
-        }
-        if self.epochs.is_none() && self.steps == 0 {
-            bail!("config: train.steps must be at least 1");
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             bail!(
@@ -164,6 +175,21 @@ impl TrainConfig {
                 "config: train.grad_clip must be >= 0, got {}",
                 self.grad_clip
             );
+        }
+        Ok(())
+    }
+
+    /// Checks every value; call it after [`TrainConfig::resolve_epochs`].
+    ///
+    /// # Errors
+    /// Naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_hyperparameters()?;
+        if self.steps == 0 {
+            bail!("config: train.steps must be at least 1");
+        }
+        if self.eval_interval == 0 {
+            bail!("config: train.eval_interval must be at least 1");
         }
         Ok(())
     }
@@ -242,8 +268,8 @@ impl RunConfig {
     /// objects too), so a file may give only the fields it changes.
     ///
     /// # Errors
-    /// If the file cannot be read, does not parse (the error gives line and column), names
-    /// another model, or the result fails [`TrainConfig::validate`].
+    /// If the file cannot be read, does not parse (the error gives line and column), or names
+    /// another model. The result is not validated yet: see [`TrainConfig::validate`].
     pub fn resolve(
         model: ModelKind,
         defaults: (Value, TrainConfig),
@@ -270,7 +296,6 @@ impl RunConfig {
             }
         }
         apply_flags(&mut train, flags);
-        train.validate()?;
         Ok(Self {
             model,
             model_config,

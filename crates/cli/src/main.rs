@@ -116,24 +116,26 @@ fn train(args: TrainArgs) -> Result<()> {
     let flags = args.overrides.to_overrides(args.data.clone());
     let mut config = RunConfig::resolve(
         model,
-        tasks::defaults(model)?,
+        tasks::defaults(model),
         args.config.as_deref(),
         &flags,
     )?;
-    if let Some(data) = &config.train.data {
-        let absolute = std::fs::canonicalize(data)
-            .with_context(|| format!("cannot read data {}", data.display()))?;
+    // An absolute path lets `resume` find the data from any folder; a path that does not
+    // exist is left for the model's loader to report, with its hint on how to get the data.
+    if let Some(absolute) = config
+        .train
+        .data
+        .as_ref()
+        .and_then(|p| p.canonicalize().ok())
+    {
         config.train.data = Some(absolute);
     }
 
+    config.train.validate_hyperparameters()?;
     let mut task = tasks::build(&config, None)?;
     config.model_config = task.model_config_json();
-    if let (Some(epochs), Some(per_epoch)) = (config.train.epochs, task.steps_per_epoch()) {
-        config.train.steps = epochs * per_epoch;
-        if flags.eval_interval.is_none() {
-            config.train.eval_interval = per_epoch;
-        }
-    }
+    config.train.resolve_epochs(task.steps_per_epoch());
+    config.train.validate()?;
     let run = RunDir::create(args.out.as_deref(), model)?;
     run.write_config(&config)?;
     task.write_run_files(&run)?;

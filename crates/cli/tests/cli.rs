@@ -339,3 +339,94 @@ fn a_corrupt_checkpoint_is_a_clear_error() {
     assert_one_error(&resumed, "model.safetensors is corrupt");
     assert_one_error(&sampled, "model.safetensors is corrupt");
 }
+
+#[test]
+fn linreg_recovers_the_true_weights() {
+    let fx = Fixture::new();
+
+    let output = fx.strata(&["train", "linreg", "--out", "run", "--log-interval", "100"]);
+
+    assert_ok(&output);
+    let text = stderr(&output);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("weight: fitted"))
+        .unwrap();
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let (fitted, truth) = numbers.split_at(numbers.len() / 2);
+    assert_eq!(fitted.len(), 3, "{line}");
+    for (f, t) in fitted.iter().zip(truth) {
+        assert!((f - t).abs() < 0.05, "{line}");
+    }
+}
+
+#[test]
+fn char_rnn_trains_resumes_exactly_and_samples() {
+    let fx = Fixture::new();
+    let tiny = r#"{
+      "model_config": {"embedding_dim": 8, "hidden_size": 16, "num_layers": 1, "seq_len": 8},
+      "train": {"batch_size": 4, "eval_iters": 2, "log_interval": 1, "steps": 6,
+                "eval_interval": 3}
+    }"#;
+    fs::write(fx.path("rnn.json"), tiny).unwrap();
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train", "char-rnn", "--data", "text.txt", "--config", "rnn.json",
+        ];
+        args.extend_from_slice(&["--out", out]);
+        args.extend_from_slice(extra);
+        fx.strata(&args)
+    };
+    assert_ok(&train("whole", &[]));
+    assert_ok(&train("killed", &["--stop-at", "3"]));
+
+    let resumed = fx.strata(&["resume", "killed"]);
+    let sampled = fx.strata(&["sample", "whole", "--prompt", "Sp", "--tokens", "12"]);
+
+    assert_ok(&resumed);
+    assert_eq!(losses(&fx.path("whole")), losses(&fx.path("killed")));
+    assert_ok(&sampled);
+    let text = String::from_utf8(sampled.stdout).unwrap();
+    assert_eq!(
+        text.trim_end_matches('\n').chars().count(),
+        2 + 12,
+        "{text:?}"
+    );
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(fx.path("whole/config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_config"]["seq_len"], 8);
+    assert_eq!(config["model_config"]["cell"], "lstm");
+}
+
+#[test]
+fn gan_resume_restores_both_optimizers_exactly() {
+    let fx = Fixture::new();
+    let tiny = r#"{"model_config": {"latent_dim": 4, "hidden_dims": [8]},
+                   "train": {"batch_size": 16, "log_interval": 1, "steps": 6,
+                             "eval_interval": 3}}"#;
+    fs::write(fx.path("gan.json"), tiny).unwrap();
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec!["train", "gan", "--config", "gan.json", "--out", out];
+        args.extend_from_slice(extra);
+        fx.strata(&args)
+    };
+    assert_ok(&train("whole", &[]));
+    assert_ok(&train("killed", &["--stop-at", "3"]));
+
+    let resumed = fx.strata(&["resume", "killed"]);
+    let evaluated = fx.strata(&["eval", "whole"]);
+    let sampled = fx.strata(&["sample", "whole"]);
+
+    assert_ok(&resumed);
+    assert_eq!(losses(&fx.path("whole")), losses(&fx.path("killed")));
+    assert!(
+        tensors(&fx.path("whole/optim.safetensors"))
+            == tensors(&fx.path("killed/optim.safetensors"))
+    );
+    assert_ok(&evaluated);
+    assert!(String::from_utf8_lossy(&evaluated.stdout).contains("modes"));
+    assert_one_error(&sampled, "does not generate text");
+}

@@ -1,5 +1,6 @@
-//! `strata train gpt`: a character-level GPT on the embedded Shakespeare corpus or on a text
-//! file or folder, with nanoGPT's CPU recipe ("baby GPT") as the default.
+//! `strata train gpt` and `strata train char-rnn`: character-level language models on the
+//! embedded Shakespeare corpus or on a text file or folder. GPT's default is nanoGPT's CPU
+//! recipe ("baby GPT").
 //!
 //! The vocabulary is every character of the text; the first 90% of the characters train and
 //! the last 10% validate. Step `s` trains on `batch_size` windows at random positions drawn
@@ -10,17 +11,19 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use strata_autograd::no_grad;
+use strata_autograd::{no_grad, Var};
 use strata_data::corpus::SHAKESPEARE;
 use strata_data::text::{read_text, CharVocab, Split, TextDataset};
-use strata_models::{Gpt, GptConfig, SamplingConfig};
+use strata_models::{
+    param_groups_for_decay, CellKind, CharRnn, CharRnnConfig, Gpt, GptConfig, SamplingConfig,
+};
 use strata_nn_layers::Module;
 use strata_optim::{Optimizer, StateDict};
 use strata_tensor::{Generator, IndexTensor, Tensor};
 
 use super::{clip_grad_norm, model_config, optimizer};
 use crate::checkpoint::{load_vars, TensorFile};
-use crate::config::{OptimizerKind, RunConfig, TrainConfig};
+use crate::config::{ModelKind, OptimizerKind, RunConfig, TrainConfig};
 use crate::progress::Progress;
 use crate::rundir::RunDir;
 use crate::trainer::{step_seed, EvalOutput, SampleOptions, StepOutput, Task};
@@ -38,7 +41,7 @@ pub const VOCAB_FILE: &str = "vocab.json";
 /// AdamW 1e-3, betas (0.9, 0.99), weight decay 0.1, 100 warm-up steps, cosine decay to 1e-4
 /// at step 2000, gradient clipping at 1.0, batch 12, 2000 steps, evaluation every 250 steps
 /// over 200 batches, seed 1337. `vocab_size` is filled in from the data.
-pub fn defaults() -> (Value, TrainConfig) {
+pub fn gpt_defaults() -> (Value, TrainConfig) {
     let model = GptConfig {
         vocab_size: 0,
         block_size: 64,
@@ -72,9 +75,168 @@ pub fn defaults() -> (Value, TrainConfig) {
     )
 }
 
-/// A GPT with its text, vocabulary and optimizer.
-pub struct GptTask {
-    model: Gpt<f32>,
+/// A char-rnn's model config: the model's own fields and the training window length.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CharRnnRunConfig {
+    /// The network.
+    #[serde(flatten)]
+    pub model: CharRnnConfig,
+    /// Characters per training window (backpropagation through time). Default 64.
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+}
+
+fn default_seq_len() -> usize {
+    64
+}
+
+/// A 2-layer LSTM of width 256 over 64-wide embeddings, windows of 64 characters; AdamW 2e-3,
+/// betas (0.9, 0.99), no weight decay, cosine decay to 2e-4 at step 2000, clipping at 1.0,
+/// batch 32, 2000 steps, evaluation every 250 steps over 50 batches, seed 1337.
+pub fn char_rnn_defaults() -> (Value, TrainConfig) {
+    let model = CharRnnRunConfig {
+        model: CharRnnConfig {
+            vocab_size: 0,
+            cell: CellKind::Lstm,
+            ..CharRnnConfig::default()
+        },
+        seq_len: default_seq_len(),
+    };
+    let train = TrainConfig {
+        steps: 2000,
+        epochs: None,
+        batch_size: 32,
+        optimizer: OptimizerKind::Adamw,
+        lr: 2e-3,
+        min_lr: 2e-4,
+        warmup_steps: 0,
+        lr_decay_steps: 2000,
+        betas: (0.9, 0.99),
+        weight_decay: 0.0,
+        grad_clip: 1.0,
+        eval_interval: 250,
+        eval_iters: 50,
+        log_interval: 10,
+        seed: 1337,
+        data: None,
+    };
+    (
+        serde_json::to_value(model).expect("bug: CharRnnRunConfig serialises"),
+        train,
+    )
+}
+
+/// The network of a language-model run.
+enum Lm {
+    Gpt(Gpt<f32>),
+    CharRnn(CharRnn<f32>, usize),
+}
+
+impl Lm {
+    /// Builds the network of `config` for a vocabulary of `vocab_size` characters; for a run
+    /// being reopened (`fresh` false) the configured size must match.
+    fn new(config: &RunConfig, vocab_size: usize, fresh: bool, seed: u64) -> Result<Self> {
+        let check = |configured: usize| {
+            if !fresh && configured != vocab_size {
+                bail!(
+                    "config: vocab_size is {configured} but {VOCAB_FILE} holds {vocab_size} \
+                     characters"
+                );
+            }
+            Ok(())
+        };
+        let mut gen = Generator::new(seed);
+        Ok(match config.model {
+            ModelKind::Gpt => {
+                let mut model_config: GptConfig = model_config(config)?;
+                check(model_config.vocab_size)?;
+                model_config.vocab_size = vocab_size;
+                Lm::Gpt(Gpt::new(&model_config, &mut gen)?)
+            }
+            _ => {
+                let mut run_config: CharRnnRunConfig = model_config(config)?;
+                check(run_config.model.vocab_size)?;
+                if run_config.seq_len == 0 {
+                    bail!("config: model_config.seq_len must be at least 1");
+                }
+                run_config.model.vocab_size = vocab_size;
+                Lm::CharRnn(
+                    CharRnn::new(&run_config.model, &mut gen)?,
+                    run_config.seq_len,
+                )
+            }
+        })
+    }
+
+    fn module(&self) -> &dyn Module<f32> {
+        match self {
+            Lm::Gpt(model) => model,
+            Lm::CharRnn(model, _) => model,
+        }
+    }
+
+    fn module_mut(&mut self) -> &mut dyn Module<f32> {
+        match self {
+            Lm::Gpt(model) => model,
+            Lm::CharRnn(model, _) => model,
+        }
+    }
+
+    /// Tokens per training window.
+    fn context(&self) -> usize {
+        match self {
+            Lm::Gpt(model) => model.config().block_size,
+            Lm::CharRnn(_, seq_len) => *seq_len,
+        }
+    }
+
+    fn config_json(&self) -> Value {
+        match self {
+            Lm::Gpt(model) => serde_json::to_value(model.config()),
+            Lm::CharRnn(model, seq_len) => serde_json::to_value(CharRnnRunConfig {
+                model: model.config().clone(),
+                seq_len: *seq_len,
+            }),
+        }
+        .expect("bug: model configs serialise")
+    }
+
+    fn loss(&self, xs: &IndexTensor, ys: &IndexTensor) -> Result<Var<f32>> {
+        Ok(match self {
+            Lm::Gpt(model) => model.loss(xs, ys)?,
+            Lm::CharRnn(model, _) => model.loss(xs, ys)?,
+        })
+    }
+
+    fn generate(
+        &self,
+        prompt: &IndexTensor,
+        tokens: usize,
+        sampling: &SamplingConfig,
+        gen: &mut Generator,
+    ) -> Result<IndexTensor> {
+        Ok(match self {
+            Lm::Gpt(model) => model.generate(prompt, tokens, sampling, gen)?,
+            Lm::CharRnn(model, _) => model.generate(prompt, tokens, sampling, gen)?,
+        })
+    }
+
+    /// Every tensor by name; GPT's tied head weight appears twice, as in PyTorch.
+    fn state_dict(&self) -> Vec<(String, Tensor<f32>)> {
+        match self {
+            Lm::Gpt(model) => model.state_dict(),
+            Lm::CharRnn(model, _) => {
+                let mut named = model.named_parameters();
+                named.extend(model.named_buffers());
+                named.into_iter().map(|(n, v)| (n, v.value())).collect()
+            }
+        }
+    }
+}
+
+/// A language model with its text, vocabulary and optimizer.
+pub struct LmTask {
+    model: Lm,
     optimizer: Box<dyn Optimizer<f32>>,
     vocab: CharVocab,
     data: TextDataset,
@@ -82,7 +244,7 @@ pub struct GptTask {
     validation: Vec<(IndexTensor, IndexTensor)>,
 }
 
-impl GptTask {
+impl LmTask {
     /// Reads the text and builds the model: with a vocabulary from the text for a new run,
     /// or the one saved in `run`.
     ///
@@ -103,20 +265,9 @@ impl GptTask {
             .encode(&text)
             .context("the data holds a character the run's vocabulary lacks")?;
 
-        let mut model_config: GptConfig = model_config(config)?;
-        if run.is_none() || model_config.vocab_size == 0 {
-            model_config.vocab_size = vocab.len();
-        }
-        if model_config.vocab_size != vocab.len() {
-            bail!(
-                "config: vocab_size is {} but {VOCAB_FILE} holds {} characters",
-                model_config.vocab_size,
-                vocab.len()
-            );
-        }
-        let data = TextDataset::new(tokens, model_config.block_size, TRAIN_FRACTION)?;
-        let model = Gpt::new(&model_config, &mut Generator::new(train.seed))?;
-        let (decay, no_decay) = model.param_groups_for_decay();
+        let model = Lm::new(config, vocab.len(), run.is_none(), train.seed)?;
+        let data = TextDataset::new(tokens, model.context(), TRAIN_FRACTION)?;
+        let (decay, no_decay) = param_groups_for_decay(model.module());
         let optimizer = optimizer(&train, decay, no_decay)?;
 
         let mut val_gen = Generator::new(train.seed ^ VALIDATION_SALT);
@@ -134,13 +285,13 @@ impl GptTask {
     }
 }
 
-impl Task for GptTask {
+impl Task for LmTask {
     fn unit(&self) -> &'static str {
         "tok"
     }
 
     fn model_config_json(&self) -> Value {
-        serde_json::to_value(self.model.config()).expect("bug: GptConfig serialises")
+        self.model.config_json()
     }
 
     fn write_run_files(&self, run: &RunDir) -> Result<()> {
@@ -149,7 +300,7 @@ impl Task for GptTask {
     }
 
     fn num_parameters(&self) -> usize {
-        self.model.num_parameters()
+        self.model.module().num_parameters()
     }
 
     fn train_step(&mut self, step: usize, lr: f64) -> Result<StepOutput> {
@@ -161,7 +312,7 @@ impl Task for GptTask {
         self.optimizer.zero_grad();
         let loss = self.model.loss(&xs, &ys)?;
         loss.backward()?;
-        clip_grad_norm(&self.model.parameters(), self.train.grad_clip)?;
+        clip_grad_norm(&self.model.module().parameters(), self.train.grad_clip)?;
         self.optimizer.step()?;
         Ok(StepOutput {
             loss: f64::from(loss.value().item()?),
@@ -170,7 +321,7 @@ impl Task for GptTask {
     }
 
     fn evaluate(&mut self) -> Result<EvalOutput> {
-        self.model.eval();
+        self.model.module_mut().eval();
         let losses = {
             let _guard = no_grad();
             self.validation
@@ -178,7 +329,7 @@ impl Task for GptTask {
                 .map(|(xs, ys)| Ok(f64::from(self.model.loss(xs, ys)?.value().item()?)))
                 .collect::<Result<Vec<f64>>>()
         };
-        self.model.train();
+        self.model.module_mut().train();
         let losses = losses?;
         Ok(EvalOutput {
             loss: losses.iter().sum::<f64>() / losses.len() as f64,
@@ -201,10 +352,15 @@ impl Task for GptTask {
     }
 
     fn load_model(&mut self, path: &Path, mut file: TensorFile) -> Result<()> {
-        // The tied head weight is saved twice, as PyTorch's state_dict holds it; it is the
+        // GPT's tied head weight is saved twice, as PyTorch's state_dict holds it; it is the
         // same variable as the token embedding.
-        file.tensors.remove("lm_head.weight");
-        load_vars(path, &self.model.named_parameters(), file.tensors)
+        if let Lm::Gpt(_) = self.model {
+            file.tensors.remove("lm_head.weight");
+        }
+        let module = self.model.module();
+        let mut named = module.named_parameters();
+        named.extend(module.named_buffers());
+        load_vars(path, &named, file.tensors)
     }
 
     fn load_optim(&mut self, state: &StateDict<f32>) -> Result<()> {
@@ -244,12 +400,12 @@ impl Task for GptTask {
         };
         let prompt_len = ids.len();
         let prompt = IndexTensor::from_vec(ids, &[1, prompt_len])?;
-        self.model.eval();
+        self.model.module_mut().eval();
         let mut gen = Generator::new(options.seed);
         let out = self
             .model
             .generate(&prompt, options.tokens, &sampling, &mut gen);
-        self.model.train();
+        self.model.module_mut().train();
         let out = out?;
         Ok(self.vocab.decode(&out.as_slice()[prompt_len..])?)
     }

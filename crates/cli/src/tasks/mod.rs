@@ -1,25 +1,28 @@
 //! The models `strata` trains: for each, its default recipe and how to build it with its data
 //! and optimizer as a [`Task`].
 
-mod gpt;
+mod classifier;
+mod gan;
+mod linreg;
+mod lm;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use strata_autograd::Var;
-use strata_optim::{AdamW, AdamWConfig, Optimizer, ParamGroup};
+use strata_optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig};
 
 use crate::config::{ModelKind, OptimizerKind, RunConfig, TrainConfig};
 use crate::rundir::RunDir;
 use crate::trainer::Task;
 
 /// The default model config (as JSON) and training config of `model`.
-///
-/// # Errors
-/// If the model cannot be trained by this build.
-pub fn defaults(model: ModelKind) -> Result<(Value, TrainConfig)> {
+pub fn defaults(model: ModelKind) -> (Value, TrainConfig) {
     match model {
-        ModelKind::Gpt => Ok(gpt::defaults()),
-        other => bail!("training '{other}' is not available in this build yet"),
+        ModelKind::Gpt => lm::gpt_defaults(),
+        ModelKind::CharRnn => lm::char_rnn_defaults(),
+        ModelKind::Lenet | ModelKind::Mlp => classifier::defaults(model),
+        ModelKind::Linreg => linreg::defaults(),
+        ModelKind::Gan => gan::defaults(),
     }
 }
 
@@ -30,8 +33,12 @@ pub fn defaults(model: ModelKind) -> Result<(Value, TrainConfig)> {
 /// If the data is missing or unusable, or the model config is invalid.
 pub fn build(config: &RunConfig, run: Option<&RunDir>) -> Result<Box<dyn Task>> {
     match config.model {
-        ModelKind::Gpt => Ok(Box::new(gpt::GptTask::new(config, run)?)),
-        other => bail!("training '{other}' is not available in this build yet"),
+        ModelKind::Gpt | ModelKind::CharRnn => Ok(Box::new(lm::LmTask::new(config, run)?)),
+        ModelKind::Lenet | ModelKind::Mlp => {
+            Ok(Box::new(classifier::ClassifierTask::new(config, run)?))
+        }
+        ModelKind::Linreg => Ok(Box::new(linreg::LinregTask::new(config)?)),
+        ModelKind::Gan => Ok(Box::new(gan::GanTask::new(config)?)),
     }
 }
 
@@ -49,7 +56,7 @@ fn model_config<C: serde::de::DeserializeOwned>(config: &RunConfig) -> Result<C>
 }
 
 /// An optimizer of the kind `train` names over `decay` (weights, decayed) and `no_decay`
-/// (biases and norm gains, never decayed).
+/// (biases and norm gains, never decayed), nanoGPT's split; empty groups are left out.
 ///
 /// # Errors
 /// If a hyperparameter is out of range.
@@ -58,7 +65,10 @@ fn optimizer(
     decay: Vec<Var<f32>>,
     no_decay: Vec<Var<f32>>,
 ) -> Result<Box<dyn Optimizer<f32>>> {
-    match train.optimizer {
+    let groups = [(decay, train.weight_decay), (no_decay, 0.0)]
+        .into_iter()
+        .filter(|(params, _)| !params.is_empty());
+    Ok(match train.optimizer {
         OptimizerKind::Adamw => {
             let config = |weight_decay| AdamWConfig {
                 lr: train.lr,
@@ -66,15 +76,35 @@ fn optimizer(
                 weight_decay,
                 ..AdamWConfig::default()
             };
-            let groups = [(decay, train.weight_decay), (no_decay, 0.0)]
-                .into_iter()
-                .filter(|(params, _)| !params.is_empty())
-                .map(|(params, wd)| ParamGroup::new(params, config(wd)))
+            let groups = groups
+                .map(|(p, wd)| ParamGroup::new(p, config(wd)))
                 .collect();
-            Ok(Box::new(AdamW::with_groups(groups)?))
+            Box::new(AdamW::with_groups(groups)?)
         }
-        other => bail!("optimizer {other:?} is not available in this build yet"),
-    }
+        OptimizerKind::Adam => {
+            let config = |weight_decay| AdamConfig {
+                lr: train.lr,
+                betas: train.betas,
+                weight_decay,
+                ..AdamConfig::default()
+            };
+            let groups = groups
+                .map(|(p, wd)| ParamGroup::new(p, config(wd)))
+                .collect();
+            Box::new(Adam::with_groups(groups)?)
+        }
+        OptimizerKind::Sgd => {
+            let config = |weight_decay| SgdConfig {
+                lr: train.lr,
+                weight_decay,
+                ..SgdConfig::default()
+            };
+            let groups = groups
+                .map(|(p, wd)| ParamGroup::new(p, config(wd)))
+                .collect();
+            Box::new(Sgd::with_groups(groups)?)
+        }
+    })
 }
 
 /// Scales the gradients of `params` so that their global L2 norm is at most `max_norm`
