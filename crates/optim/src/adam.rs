@@ -411,7 +411,9 @@ fn adam_update<T: Element>(h: &Hyper, p: &mut [T], g: &[T], state: &mut Option<A
     };
     let (m, v) = (&mut st.exp_avg[..], &mut st.exp_avg_sq[..]);
     let parallel = n >= PAR_THRESHOLD && rayon::current_num_threads() > 1;
-    match (st.max_exp_avg_sq.as_deref_mut(), parallel) {
+    // A maximum left from an AMSGrad configuration is ignored without AMSGrad, as in PyTorch.
+    let max_sq = st.max_exp_avg_sq.as_deref_mut().filter(|_| h.amsgrad);
+    match (max_sq, parallel) {
         (None, false) => k.run(p, g, m, v),
         (Some(mx), false) => k.run_amsgrad(p, g, m, v, mx),
         // Elements are independent, so fixed chunks on any threads give the same bits.

@@ -31,6 +31,10 @@ pub trait LrScheduler {
     /// Sets the learning rate of every group of `optimizer` to `lr(step)` and returns it;
     /// call it before [`Optimizer::step`].
     ///
+    /// Groups that should keep different learning rates (PyTorch schedules each group's own
+    /// initial lr) can use a schedule built with base lr `1.0` as a factor instead:
+    /// `optimizer.set_group_lr(g, base_lr[g] * schedule.lr(step))`.
+    ///
     /// ```
     /// use strata_autograd::Var;
     /// use strata_optim::{LrScheduler, Optimizer, Sgd, SgdConfig, WarmupCosineLr};
