@@ -115,7 +115,11 @@ impl GptConfig {
 ///
 /// The language-model head shares its weight with the token embedding (one variable):
 /// [`Module::visit_parameters`] names it once, `transformer.wte.weight`, as PyTorch's
-/// `named_parameters` does, while [`Gpt::state_dict`] holds it under both names.
+/// `named_parameters` does, while [`Gpt::state_dict`] holds it under both names. Save and
+/// load with [`Gpt::save_safetensors`] and [`Gpt::load_safetensors`] for files that PyTorch's
+/// `load_state_dict` takes as they are; the generic state-dict functions of
+/// `strata-nn-layers` see the parameters only, so they leave `lm_head.weight` out (and reject
+/// it as unexpected when reading a PyTorch file).
 ///
 /// Initialisation follows GPT-2: Linear and Embedding weights from `normal(0, 0.02)`, biases
 /// zero, LayerNorm weight one, and the residual projections (`c_proj` of attention and MLP)

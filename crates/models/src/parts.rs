@@ -1,5 +1,5 @@
-//! Small pieces the models share: GPT-2 initialisation, dropout with a per-call mode, the
-//! classification loss and input checks.
+//! Small pieces the models share: GPT-2 initialisation, dropout with a per-call mode and
+//! token checks.
 
 use std::sync::{Mutex, MutexGuard};
 
