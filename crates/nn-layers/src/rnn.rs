@@ -63,11 +63,7 @@ impl Default for RnnConfig {
 /// Options of [`Lstm`] and [`Gru`]: PyTorch's keyword arguments of `nn.LSTM` and `nn.GRU`.
 ///
 /// `Default` gives PyTorch's defaults: one layer, biases, time-major input, no dropout, one
-/// direction.
-///
-/// # Limitations
-/// There is no `proj_size` (LSTM with projections): every LSTM state has `hidden_size`
-/// features.
+/// direction, no projection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecurrentConfig {
     /// Number of stacked layers. Default `1`; must be positive.
@@ -82,6 +78,10 @@ pub struct RecurrentConfig {
     pub dropout: f64,
     /// Whether each layer also runs backwards over the sequence. Default `false`.
     pub bidirectional: bool,
+    /// LSTM only: when positive, each hidden state is projected to this many features by
+    /// a learned `weight_hr_l{k}` `(proj_size, hidden_size)`, as PyTorch's `proj_size`; must
+    /// be below `hidden_size`. Default `0`, no projection; a GRU rejects any other value.
+    pub proj_size: usize,
 }
 
 impl Default for RecurrentConfig {
@@ -92,6 +92,7 @@ impl Default for RecurrentConfig {
             batch_first: false,
             dropout: 0.0,
             bidirectional: false,
+            proj_size: 0,
         }
     }
 }
@@ -125,6 +126,8 @@ struct Weights<T: Element> {
     w_hh: Var<T>,
     b_ih: Option<Var<T>>,
     b_hh: Option<Var<T>>,
+    /// LSTM projection `(proj_size, H)`.
+    w_hr: Option<Var<T>>,
 }
 
 /// The shared options of a stack, after checking.
@@ -135,6 +138,7 @@ struct StackConfig {
     batch_first: bool,
     dropout: f64,
     bidirectional: bool,
+    proj_size: usize,
 }
 
 /// What `Rnn`, `Lstm` and `Gru` share: the weights of every layer and direction, and the run.
@@ -175,6 +179,12 @@ impl<T: Element> Stack<T> {
                 config.num_layers
             )));
         }
+        if config.proj_size > 0 && (cell != Cell::Lstm || config.proj_size >= hidden_size) {
+            return Err(config_err(format!(
+                "proj_size {} is only supported for LSTM, and must be below hidden_size {}",
+                config.proj_size, hidden_size
+            )));
+        }
         if !(0.0..=1.0).contains(&config.dropout) {
             return Err(config_err(format!(
                 "dropout should be a number in range [0, 1], got {}",
@@ -183,28 +193,31 @@ impl<T: Element> Stack<T> {
         }
         let dirs = if config.bidirectional { 2 } else { 1 };
         let gh = cell.gates() * hidden_size;
+        let out_size = if config.proj_size > 0 {
+            config.proj_size
+        } else {
+            hidden_size
+        };
         let bound = T::from_f64(1.0 / (hidden_size as f64).sqrt());
         let mut draw = |shape: &[usize]| Var::parameter(generator.uniform(shape, -bound, bound));
         let mut weights = Vec::with_capacity(config.num_layers * dirs);
         for k in 0..config.num_layers {
-            let layer_in = if k == 0 {
-                input_size
-            } else {
-                dirs * hidden_size
-            };
+            let layer_in = if k == 0 { input_size } else { dirs * out_size };
             for _ in 0..dirs {
                 let w_ih = draw(&[gh, layer_in]);
-                let w_hh = draw(&[gh, hidden_size]);
+                let w_hh = draw(&[gh, out_size]);
                 let (b_ih, b_hh) = if config.bias {
                     (Some(draw(&[gh])), Some(draw(&[gh])))
                 } else {
                     (None, None)
                 };
+                let w_hr = (config.proj_size > 0).then(|| draw(&[out_size, hidden_size]));
                 weights.push(Weights {
                     w_ih,
                     w_hh,
                     b_ih,
                     b_hh,
+                    w_hr,
                 });
             }
         }
@@ -219,6 +232,16 @@ impl<T: Element> Stack<T> {
             training: true,
             dropout_generator,
         })
+    }
+
+    /// Features of each hidden state and output step: `proj_size` when projecting, else
+    /// `hidden_size`.
+    fn out_size(&self) -> usize {
+        if self.config.proj_size > 0 {
+            self.config.proj_size
+        } else {
+            self.hidden_size
+        }
     }
 
     fn dirs(&self) -> usize {
@@ -245,6 +268,9 @@ impl<T: Element> Stack<T> {
             if let (Some(b_ih), Some(b_hh)) = (&w.b_ih, &w.b_hh) {
                 f(&prefixed(prefix, &format!("bias_ih_l{k}{suffix}")), b_ih);
                 f(&prefixed(prefix, &format!("bias_hh_l{k}{suffix}")), b_hh);
+            }
+            if let Some(w_hr) = &w.w_hr {
+                f(&prefixed(prefix, &format!("weight_hr_l{k}{suffix}")), w_hr);
             }
         }
     }
@@ -302,19 +328,16 @@ impl<T: Element> Stack<T> {
         state: Option<&Var<T>>,
         layout: &Layout,
         which: &str,
+        features: usize,
     ) -> Result<Var<T>> {
         let layers = self.config.num_layers * self.dirs();
         let want: Vec<usize> = if layout.unbatched {
-            vec![layers, self.hidden_size]
+            vec![layers, features]
         } else {
-            vec![layers, layout.batch, self.hidden_size]
+            vec![layers, layout.batch, features]
         };
         let Some(state) = state else {
-            return Ok(Var::new(Tensor::zeros(&[
-                layers,
-                layout.batch,
-                self.hidden_size,
-            ])));
+            return Ok(Var::new(Tensor::zeros(&[layers, layout.batch, features])));
         };
         if state.shape() != want.as_slice() {
             return Err(self.input_err(format!(
@@ -444,6 +467,9 @@ impl<T: Element> Stack<T> {
                     let c_prev = c.as_ref().expect("bug: an LSTM runs with a cell state");
                     let c_new = f.mul(c_prev)?.add(&i.mul(&g)?)?;
                     h = o.mul(&c_new.tanh())?;
+                    if let Some(w_hr) = &w.w_hr {
+                        h = h.matmul(&w_hr.transpose(0, 1)?)?;
+                    }
                     c = Some(c_new);
                 }
                 Cell::Gru => {
@@ -480,9 +506,9 @@ impl<T: Element> Stack<T> {
         names: [&str; 2],
     ) -> Result<StackOutput<T>> {
         let (xs, layout) = self.time_major(input)?;
-        let h0 = self.initial_state(h0, &layout, names[0])?;
+        let h0 = self.initial_state(h0, &layout, names[0], self.out_size())?;
         let c0 = match self.cell {
-            Cell::Lstm => Some(self.initial_state(c0, &layout, names[1])?),
+            Cell::Lstm => Some(self.initial_state(c0, &layout, names[1], self.hidden_size)?),
             _ => None,
         };
         let (out, h_n, c_n) = self.run(xs, &h0, c0.as_ref())?;
@@ -601,6 +627,7 @@ impl<T: Element> Rnn<T> {
             batch_first: config.batch_first,
             dropout: config.dropout,
             bidirectional: config.bidirectional,
+            proj_size: 0,
         };
         let cell = Cell::Rnn(config.nonlinearity);
         Ok(Self {
@@ -637,18 +664,21 @@ recurrent_module!(Rnn);
 /// i, f, g, o = split(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) into 4 blocks of H
 /// i = sigmoid(i), f = sigmoid(f), g = tanh(g), o = sigmoid(o)
 /// c_t = f * c_{t-1} + i * g,      h_t = o * tanh(c_t)
+/// with proj_size P > 0:  h_t = (o * tanh(c_t)) W_hr^T
 /// init: every weight and bias ~ U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))
 /// ```
 ///
 /// Layers, directions, dropout and parameter names are as for [`Rnn`]; the weights stack
-/// the gates in PyTorch's order `i, f, g, o`: `weight_ih_l{k}` is `(4 H, H_in)`.
+/// the gates in PyTorch's order `i, f, g, o`: `weight_ih_l{k}` is `(4 H, H_in)`. With a
+/// projection, `weight_hh_l{k}` is `(4 H, P)`, layer `k > 0` reads `D P` features, and
+/// `weight_hr_l{k}` `(P, H)` follows each direction's biases, as in PyTorch.
 ///
 /// # Shapes
-/// - input and output: as for [`Rnn`]
-/// - `h0`, `c0`, `h_n`, `c_n`: `(num_layers * D, N, H)`, or `(num_layers * D, H)` unbatched
+/// - input: as for [`Rnn`]; output: `(L, N, D * H_out)` (batch first or unbatched likewise)
+/// - `h0`, `h_n`: `(num_layers * D, N, H_out)`, or `(num_layers * D, H_out)` unbatched
+/// - `c0`, `c_n`: `(num_layers * D, N, H)`, or `(num_layers * D, H)` unbatched
 ///
-/// # Limitations
-/// No `proj_size`: see [`RecurrentConfig`].
+/// `H_out` is `proj_size` when positive, else `hidden_size`.
 ///
 /// ```
 /// use strata_autograd::Var;
@@ -806,6 +836,7 @@ fn stack_config(config: &RecurrentConfig) -> StackConfig {
         batch_first: config.batch_first,
         dropout: config.dropout,
         bidirectional: config.bidirectional,
+        proj_size: config.proj_size,
     }
 }
 
@@ -927,6 +958,29 @@ mod tests {
         assert_eq!(first, again);
         assert_ne!(first, eval);
         assert_eq!(eval, eval_again);
+    }
+
+    #[test]
+    fn projection_is_lstm_only_and_below_hidden_size() {
+        let config = RecurrentConfig {
+            proj_size: 2,
+            ..Default::default()
+        };
+        let too_wide = RecurrentConfig {
+            proj_size: 4,
+            ..Default::default()
+        };
+
+        assert!(Gru::<f32>::new(3, 4, config, &mut Generator::new(1)).is_err());
+        assert!(Lstm::<f32>::new(3, 4, too_wide, &mut Generator::new(1)).is_err());
+        let lstm = Lstm::<f32>::new(3, 4, config, &mut Generator::new(1)).unwrap();
+        let (out, (h, c)) = lstm
+            .forward(&Var::new(Tensor::zeros(&[5, 3])), None)
+            .unwrap();
+        assert_eq!(
+            (out.shape(), h.shape(), c.shape()),
+            (&[5, 2][..], &[1, 2][..], &[1, 4][..])
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn build(case: &Value) -> Layer {
         batch_first: flag("batch_first"),
         dropout: 0.0,
         bidirectional: flag("bidirectional"),
+        proj_size: size("proj_size"),
     };
     let (input, hidden) = (size("input_size"), size("hidden_size"));
     let mut gen = Generator::new(0);
@@ -155,7 +156,7 @@ fn check(case: &Value) {
 fn recurrent_layers_match_pytorch() {
     let fixture = load(include_str!("fixtures/rnn_fixtures.json"));
     let cases = fixture["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 9);
+    assert_eq!(cases.len(), 10);
     for case in cases {
         check(case);
     }
