@@ -100,6 +100,10 @@ impl<T: Element> Default for MhaForwardOptions<T> {
 ///
 /// A query whose keys are all masked gets a zero output (PyTorch gives NaN).
 ///
+/// # Limitations
+/// PyTorch's `add_bias_kv` and `add_zero_attn` are not offered (the config has no such
+/// fields), so state dicts with `bias_k` / `bias_v` do not load.
+///
 /// # Shapes
 /// - `query`: `(L, N, E)`, or `(N, L, E)` with `batch_first`, or `(L, E)` unbatched
 /// - `key`: `(S, N, kdim)`, `value`: `(S, N, vdim)` (batch-first or unbatched alike)
@@ -354,10 +358,14 @@ impl<T: Element> MultiheadAttention<T> {
                 None => None,
             })
         };
-        let weights = match (&self.in_proj_weight, self.qkv_proj_weights()) {
-            (Some(w), _) => [part(w, 0)?, part(w, 1)?, part(w, 2)?],
-            (None, Some((q, k, v))) => [q.clone(), k.clone(), v.clone()],
-            (None, None) => unreachable!("bug: a layer has either packed or separate weights"),
+        let weights = match &self.in_proj_weight {
+            Some(w) => [part(w, 0)?, part(w, 1)?, part(w, 2)?],
+            None => {
+                let (q, k, v) = self
+                    .qkv_proj_weights()
+                    .expect("bug: a layer has either packed or separate weights");
+                [q.clone(), k.clone(), v.clone()]
+            }
         };
         Ok((
             linear(query, &weights[0], bias(0)?.as_ref())?,
@@ -588,6 +596,28 @@ mod tests {
         assert!(w.is_none());
         let diff = a.value().sub(&b.value()).unwrap().abs().max_all().unwrap();
         assert!(diff.item().unwrap() < 1e-12);
+    }
+
+    #[test]
+    fn dropout_acts_in_training_only_and_is_seeded() {
+        let mut config = MultiheadAttentionConfig::new(4, 2);
+        config.dropout = 0.5;
+        let mut m = layer(config.clone());
+        let x = Var::new(Generator::new(4).randn::<f64>(&[6, 1, 4]));
+        let opts = MhaForwardOptions::default();
+
+        let (a, wa) = m.forward(&x, &x, &x, &opts).unwrap();
+        let (b, _) = m.forward(&x, &x, &x, &opts).unwrap();
+        let (a2, _) = layer(config).forward(&x, &x, &x, &opts).unwrap();
+        m.eval();
+        let (e, we) = m.forward(&x, &x, &x, &opts).unwrap();
+
+        assert_ne!(a.value().to_vec(), b.value().to_vec());
+        assert_eq!(a.value().to_vec(), a2.value().to_vec());
+        let sums = |w: Var<f64>| w.value().sum(&[-1]).unwrap().to_vec();
+        assert!(sums(we.unwrap()).iter().all(|s| (s - 1.0).abs() < 1e-12));
+        assert!(sums(wa.unwrap()).iter().any(|s| (s - 1.0).abs() > 1e-3));
+        assert_ne!(e.value().to_vec(), a.value().to_vec());
     }
 
     #[test]

@@ -227,6 +227,13 @@ impl<T: Element> Problem<T> {
 /// - `attn_mask`: broadcastable to `(.., seq_q, seq_k)`
 /// - output: `(.., seq_q, value_dim)`
 ///
+/// # Limitations
+/// `q`, `k` and `v` must have identical leading dims: PyTorch's broadcasting of batch dims
+/// and `enable_gqa` (fewer key/value heads) are not supported and give
+/// [`crate::AttentionError::Shape`]; repeat the key/value heads first. Dropout draws from a
+/// [`Generator`], not a global RNG, so it is reproducible but does not reproduce PyTorch's
+/// masks.
+///
 /// # Errors
 /// [`crate::AttentionError::Shape`] if the shapes do not fit together or the mask does not
 /// broadcast; [`crate::AttentionError::Config`] if `dropout_p` is outside `[0, 1]` or is

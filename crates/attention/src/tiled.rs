@@ -13,7 +13,8 @@
 //! depend on the thread count.
 //!
 //! When backward is itself recorded (`create_graph`), the rule falls back to differentiable
-//! ops (the math kernel's weights), so gradients of gradients stay available.
+//! ops (the math kernel's weights), so gradients of gradients stay available; that backward
+//! pass materialises the `(seq_q, seq_k)` weights like the math kernel does.
 //!
 //! # Measurements
 //! `cargo bench -p strata-attention` (benches/attention.rs): causal attention, batch 1, 4
