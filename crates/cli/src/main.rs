@@ -251,7 +251,7 @@ fn print_summary(run: &RunDir, config: &RunConfig, task: &dyn Task, what: &str) 
     eprintln!("{what} {} in {}", config.model, run.path().display());
     eprintln!("model: {}", config.model_config);
     eprintln!(
-        "train: {} steps, batch {}, {:?} lr {:e} (min {:e}, warm-up {}, decay to step {}), \
+        "train: {} steps, batch {}, {} lr {:e} (min {:e}, warm-up {}, decay to step {}), \
          weight decay {}, clip {}, eval every {} x {}",
         t.steps,
         t.batch_size,
@@ -266,7 +266,7 @@ fn print_summary(run: &RunDir, config: &RunConfig, task: &dyn Task, what: &str) 
         t.eval_iters
     );
     eprintln!(
-        "data: {} | parameters: {} | seed: {} | threads: {}",
+        "data: {} | parameters: {} | seed: {} | device: cpu | threads: {}",
         t.data
             .as_ref()
             .map_or("built-in".to_string(), |p| p.display().to_string()),

@@ -451,6 +451,53 @@ mod tests {
         assert_eq!(step_seed(5, 9), step_seed(5, 9));
     }
 
+    fn state_at(step: usize) -> RunState {
+        RunState {
+            model: crate::config::ModelKind::Gpt,
+            step,
+            total_steps: 10,
+            seed: 0,
+            best_val_loss: None,
+            last_val_loss: None,
+            elapsed_secs: 0.0,
+            finished: false,
+        }
+    }
+
+    fn write_pending(path: &Path, step: usize) {
+        let metadata = HashMap::from([(STEP_KEY.to_string(), step.to_string())]);
+        let tensor = Tensor::from_vec(vec![step as f32], &[1]).unwrap();
+        save_tensors(&pending(path), &[("w".into(), tensor)], metadata).unwrap();
+    }
+
+    #[test]
+    fn recover_finishes_a_committed_checkpoint_and_drops_an_uncommitted_one() {
+        // A kill after state.json (the commit point) leaves pending files of its step, which
+        // must be renamed into place; a kill before it leaves pending files of a later step,
+        // which must go, keeping the previous checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        let run =
+            RunDir::create(Some(&dir.path().join("run")), crate::config::ModelKind::Gpt).unwrap();
+        run.write_state(&state_at(4)).unwrap();
+        write_pending(&run.model(), 4);
+        write_pending(&run.optim(), 6);
+        let previous = Tensor::from_vec(vec![2.0f32], &[1]).unwrap();
+        save_tensors(&run.optim(), &[("w".into(), previous)], HashMap::new()).unwrap();
+
+        let state = recover(&run).unwrap();
+
+        assert_eq!(state.step, 4);
+        assert!(!pending(&run.model()).exists() && !pending(&run.optim()).exists());
+        assert_eq!(
+            load_tensors(&run.model()).unwrap().tensors["w"].to_vec(),
+            [4.0]
+        );
+        assert_eq!(
+            load_tensors(&run.optim()).unwrap().tensors["w"].to_vec(),
+            [2.0]
+        );
+    }
+
     #[test]
     fn records_past_the_checkpoint_are_dropped() {
         let record = |step| Record {

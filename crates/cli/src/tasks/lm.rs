@@ -182,6 +182,14 @@ impl Lm {
         }
     }
 
+    /// The dropout probability.
+    fn dropout(&self) -> f64 {
+        match self {
+            Lm::Gpt(model) => model.config().dropout,
+            Lm::CharRnn(model, _) => model.config().dropout,
+        }
+    }
+
     /// Tokens per training window.
     fn context(&self) -> usize {
         match self {
@@ -266,6 +274,17 @@ impl LmTask {
             .context("the data holds a character the run's vocabulary lacks")?;
 
         let model = Lm::new(config, vocab.len(), run.is_none(), train.seed)?;
+        // Limitation: the models draw dropout masks from a generator they keep inside and do
+        // not expose, so it cannot be saved in a checkpoint; a resumed run with dropout > 0
+        // draws other masks than an uninterrupted one (its losses are statistically, not
+        // bitwise, equal). Runs without dropout, the default, resume exactly.
+        if run.is_some() && model.dropout() > 0.0 {
+            eprintln!(
+                "warning: dropout {} is on, so the resumed run will not match an \
+                 uninterrupted one bit for bit",
+                model.dropout()
+            );
+        }
         let data = TextDataset::new(tokens, model.context(), TRAIN_FRACTION)?;
         let (decay, no_decay) = param_groups_for_decay(model.module());
         let optimizer = optimizer(&train, decay, no_decay)?;
