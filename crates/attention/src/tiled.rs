@@ -696,12 +696,18 @@ mod tests {
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         let c = case(&[2, 3], 20, 20, true, 2);
+        let long = case(&[2, 2], 150, 150, false, 3);
         let in_pool = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| run::<f32>(&c, Some((4, 4))))
+            pool.install(|| {
+                (
+                    run::<f32>(&c, Some((4, 4))),
+                    run::<f32>(&long, Some((64, 64))),
+                )
+            })
         };
 
         assert_eq!(in_pool(1), in_pool(3));
