@@ -40,7 +40,7 @@ pub struct TrainArgs {
     /// A JSON file of config values: {"model_config": {...}, "train": {...}}, any subset.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The run folder (absent or empty). Default: runs/<model>-<n>.
+    /// The run folder (absent or empty). Default: runs/MODEL-N.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training flags that override the config.

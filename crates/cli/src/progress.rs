@@ -68,11 +68,11 @@ impl Progress {
         self.started.elapsed()
     }
 
-    /// Prints a message above the bar (or as a plain line).
+    /// Prints a message above the bar (or as a plain line, once the bar is finished).
     pub fn println(&self, message: &str) {
         match &self.bar {
-            Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
+            Some(bar) if !bar.is_finished() => bar.println(message),
+            _ => eprintln!("{message}"),
         }
     }
 

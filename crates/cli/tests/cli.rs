@@ -269,6 +269,7 @@ fn bad_inputs_give_one_error_line() {
     fs::write(fx.path("broken.json"), "{\n  \"train\": {\"steps\": 3,}\n}").unwrap();
     fs::write(fx.path("lenet.json"), r#"{"model": "lenet"}"#).unwrap();
     fs::write(fx.path("bad.bin"), [0xffu8, 0xfe, 0x00]).unwrap();
+    fs::write(fx.path("typo.json"), r#"{"model_config": {"n_layers": 2}}"#).unwrap();
 
     assert_one_error(&fx.strata(&["train", "resnet"]), "unknown model 'resnet'");
     assert_one_error(

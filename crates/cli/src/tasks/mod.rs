@@ -6,7 +6,7 @@ mod gan;
 mod linreg;
 mod lm;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use strata_autograd::Var;
 use strata_optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig};
@@ -42,17 +42,35 @@ pub fn build(config: &RunConfig, run: Option<&RunDir>) -> Result<Box<dyn Task>> 
     }
 }
 
-/// Reads a model config from the JSON of `config.json`.
+/// Reads a model config from the JSON of `config.json`, rejecting keys the model's config
+/// struct does not have (the structs fill missing keys with defaults, so a misspelt key would
+/// otherwise be ignored).
 ///
 /// # Errors
-/// If the JSON does not match the model's config struct.
-fn model_config<C: serde::de::DeserializeOwned>(config: &RunConfig) -> Result<C> {
-    serde_json::from_value(config.model_config.clone()).with_context(|| {
+/// If the JSON does not match the model's config struct or holds an unknown key.
+fn model_config<C: serde::de::DeserializeOwned + serde::Serialize>(
+    config: &RunConfig,
+) -> Result<C> {
+    let parsed: C = serde_json::from_value(config.model_config.clone()).with_context(|| {
         format!(
             "config: model_config is not a valid {} config",
             config.model
         )
-    })
+    })?;
+    let known = serde_json::to_value(&parsed).context("config: cannot serialise model_config")?;
+    if let (Value::Object(given), Value::Object(known)) = (&config.model_config, &known) {
+        if let Some(key) = given.keys().find(|key| !known.contains_key(*key)) {
+            let mut names: Vec<&String> = known.keys().collect();
+            names.sort();
+            let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+            bail!(
+                "config: unknown field model_config.{key} for {} (known: {})",
+                config.model,
+                names.join(", ")
+            );
+        }
+    }
+    Ok(parsed)
 }
 
 /// An optimizer of the kind `train` names over `decay` (weights, decayed) and `no_decay`
