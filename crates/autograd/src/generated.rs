@@ -2417,7 +2417,7 @@ impl<T: Element> Backward<T> for GeluBackward<T> {
     ) -> Result<Vec<Option<Var<T>>>> {
         let input = &inputs[0];
         let grad_input = if input.requires_grad() {
-            Some({ grad.mul(&crate::rules::gelu_derivative(input)?)? })
+            Some({ crate::rules::gelu_grad(input, grad)? })
         } else {
             None
         };

@@ -145,6 +145,34 @@ impl<T: Element> Tensor<T> {
         self.map(gelu_erf)
     }
 
+    /// The gradient of [`Tensor::gelu`] at `self` given the output gradient `grad`, in one
+    /// pass (PyTorch's `gelu_backward`):
+    ///
+    /// ```text
+    /// dx = dy * (Phi(x) + x phi(x)),   Phi(x) = (1 + erf(x / sqrt 2)) / 2,
+    ///                                  phi(x) = e^(-x^2 / 2) / sqrt(2 pi)
+    /// ```
+    ///
+    /// Each element is rounded as the same expression built from separate elementwise ops
+    /// would round it, so the result does not depend on which way it is computed.
+    ///
+    /// # Shapes
+    /// - `self`, `grad`: any shapes that broadcast together; output: the broadcast shape
+    ///
+    /// # Errors
+    /// [`crate::TensorError::Broadcast`] if the shapes do not broadcast.
+    pub fn gelu_backward(&self, grad: &Tensor<T>) -> Result<Tensor<T>> {
+        let half = T::from_f64(0.5);
+        let rsqrt2 = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+        let inv_sqrt_2pi =
+            T::from_f64(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+        self.zip_map(grad, "gelu_backward", move |x, dy| {
+            let cdf = ((x * rsqrt2).erf() + T::one()) * half;
+            let pdf = (x * x * -half).exp() * inv_sqrt_2pi;
+            dy * (cdf + x * pdf)
+        })
+    }
+
     /// GELU, tanh approximation (PyTorch's `approximate="tanh"`):
     ///
     /// ```text
@@ -512,6 +540,20 @@ mod tests {
         assert!((y[2] - 0.8413447460685429).abs() < 1e-12);
         assert!((y[0] + 0.15865525393145707).abs() < 1e-12);
         assert_eq!(y[1], 0.0);
+    }
+
+    #[test]
+    fn gelu_backward_is_the_derivative_times_the_gradient() {
+        // d/dx x Phi(x) = Phi(x) + x phi(x); phi(1) = 0.24197072451914337.
+        let x = t(&[-1.0, 0.0, 1.0], &[3]);
+        let dy = t(&[1.0, 3.0, 2.0], &[3]);
+
+        let dx = x.gelu_backward(&dy).unwrap().to_vec();
+
+        assert!((dx[0] - (0.15865525393145707 - 0.24197072451914337)).abs() < 1e-12);
+        assert_eq!(dx[1], 1.5);
+        assert!((dx[2] - 2.0 * (0.8413447460685429 + 0.24197072451914337)).abs() < 1e-12);
+        assert!(x.gelu_backward(&t(&[1.0, 2.0], &[2])).is_err());
     }
 
     #[test]
