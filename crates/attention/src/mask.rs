@@ -8,6 +8,10 @@
 //!
 //! Every mask is turned into one additive bias, `0` where a key may be attended, `-inf` where
 //! it may not, plus the float values of additive masks.
+//!
+//! Masks are constants (tensors, not variables): no gradient flows into an additive mask,
+//! where PyTorch would give one to a float `attn_mask` that requires grad. A learned bias
+//! (ALiBi slopes, relative positions) must be added to the scores by hand.
 
 use strata_tensor::{broadcast_shapes, Element, Tensor};
 
