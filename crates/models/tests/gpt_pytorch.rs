@@ -1,7 +1,7 @@
 //! GPT against PyTorch: weights saved by a nanoGPT-layout module load by name and give the
-//! same logits and loss.
+//! same logits, loss and gradients (the tied embedding's included).
 //!
-//! The fixture (state dict as safetensors, inputs, logits, loss) comes from
+//! The fixture (state dict as safetensors, inputs, logits, loss, gradients) comes from
 //! tests/fixtures/gpt_fixtures.py.
 
 use std::collections::HashMap;
@@ -112,4 +112,30 @@ fn loading_only_the_head_name_gives_the_same_logits() {
     let (a, b) = (model.forward(&idx).unwrap(), other.forward(&idx).unwrap());
     assert_eq!(a.value().to_vec(), b.value().to_vec());
     assert_eq!(other.num_parameters(), model.num_parameters());
+}
+
+#[test]
+fn gradients_match_pytorch() {
+    let (fx, model) = loaded();
+    let loss = model.loss(&ids(&fx["idx"]), &ids(&fx["targets"])).unwrap();
+
+    loss.backward().unwrap();
+
+    let params: HashMap<String, _> = model.named_parameters().into_iter().collect();
+    let grads = fx["grads"].as_object().unwrap();
+    assert_eq!(grads.len(), 5);
+    for (name, want) in grads {
+        let want: Vec<f64> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let got = params[name].grad().expect("a gradient").to_vec();
+        // Gradients are small; compare at 1e-5 relative to the largest entry of each tensor.
+        let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        let rel: Vec<f64> = want.iter().map(|w| w / scale).collect();
+        let got: Vec<f32> = got.iter().map(|g| (f64::from(*g) / scale) as f32).collect();
+        assert_close(name, &got, &rel, 1e-5);
+    }
 }
