@@ -120,3 +120,12 @@ fn decoding_through_the_cache_matches_the_full_sequence_f32() {
 
     assert!(diff < 1e-5, "max relative difference {diff:e}");
 }
+
+#[test]
+fn decoding_past_the_tiled_threshold_matches_the_full_sequence() {
+    // From TILED_MIN_SEQ cached keys on, both the full pass and the decoding steps run the
+    // tiled kernel, the steps with the bottom-right causal offset.
+    let diff = max_rel_diff::<f32>(strata_attention::TILED_MIN_SEQ + 6);
+
+    assert!(diff < 1e-5, "max relative difference {diff:e}");
+}
