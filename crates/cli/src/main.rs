@@ -73,10 +73,17 @@ fn clap_error(err: clap::Error) -> ExitCode {
             }
         }
         _ => {
+            // The message is the text before the usage block, sometimes over several lines
+            // (a list of missing arguments).
             let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error: {first} (see `strata --help`)");
+            let message: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("error: {message} (see `strata --help`)");
             ExitCode::from(2)
         }
     }

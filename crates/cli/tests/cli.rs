@@ -300,6 +300,15 @@ fn bad_inputs_give_one_error_line() {
         "lenet",
     );
     assert_one_error(&fx.strata(&["train", "gpt", "--steps", "x"]), "--steps");
+    assert_one_error(&fx.strata(&["train"]), "<MODEL>");
+    assert_one_error(
+        &fx.strata(&["train", "linreg", "--threads", "0"]),
+        "--threads",
+    );
+    assert_one_error(
+        &fx.strata(&["train", "linreg", "--batch-size", "0"]),
+        "batch_size",
+    );
     assert_one_error(&fx.strata(&["resume", "nowhere"]), "nowhere");
     assert_one_error(&fx.strata(&["sample", "."]), "not a run folder");
 }
