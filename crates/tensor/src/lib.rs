@@ -7,6 +7,11 @@
 //! backpropagation needs (convolution and pooling gradients, softmax backward) are plain
 //! functions here, so they are usable without the autograd crate.
 //!
+//! Memory: on glibc, the first tensor built raises the C allocator's mmap and trim
+//! thresholds so that memory freed by one training step is reused by the next instead of
+//! being returned to the kernel and faulted in again; set [`KEEP_FREED_MEMORY_VAR`]
+//! (`STRATA_KEEP_FREED_MEMORY`) to `0` to opt out.
+//!
 //! ```
 //! use strata_tensor::{Generator, Tensor};
 //!
@@ -26,6 +31,7 @@ mod error;
 mod index;
 mod index_tensor;
 mod linalg;
+mod memory;
 mod norm;
 mod ops;
 pub mod parallel;
@@ -43,6 +49,7 @@ pub use conv::{
 pub use element::{DType, Element};
 pub use error::{Result, TensorError};
 pub use index_tensor::IndexTensor;
+pub use memory::KEEP_FREED_MEMORY_VAR;
 pub use norm::{layer_norm_backward, LayerNormGrads, LayerNormOutput};
 pub use pool::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward, max_pool2d,

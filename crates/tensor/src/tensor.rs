@@ -56,6 +56,7 @@ impl<T: Element> Tensor<T> {
             numel(&shape),
             "bug: data length does not match shape"
         );
+        crate::memory::keep_freed_memory();
         let strides = contiguous_strides(&shape);
         Self {
             storage: ArcArray1::from_vec(data),
