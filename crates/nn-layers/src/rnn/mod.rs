@@ -5,6 +5,10 @@
 //! Each layer and direction first multiplies the whole input sequence by `W_ih^T` in one
 //! matrix product (input bias added, and for RNN and LSTM the hidden bias too); each time
 //! step then costs one `(N, H) x (H, G H)` product with `W_hh^T` and a few elementwise ops.
+//! An LSTM without projection runs each layer and direction as one recorded op with a
+//! hand-written backward (see `fused_lstm`); the other cells record their steps op by op.
+
+mod fused_lstm;
 
 use std::sync::Mutex;
 
@@ -420,6 +424,17 @@ impl<T: Element> Stack<T> {
         let (seq_len, batch, features) = (xs.shape()[0], xs.shape()[1], xs.shape()[2]);
         let hidden = self.hidden_size;
         let gh = self.cell.gates() * hidden;
+
+        if self.cell == Cell::Lstm && w.w_hr.is_none() {
+            let xw = xs
+                .reshape(&[seq_len * batch, features])?
+                .matmul(&w.w_ih.transpose(0, 1)?)?
+                .reshape(&[seq_len, batch, gh])?;
+            let c0 = c.as_ref().expect("bug: an LSTM runs with a cell state");
+            let biases = w.b_ih.as_ref().zip(w.b_hh.as_ref());
+            let run = fused_lstm::lstm_layer(&xw, &w.w_hh, biases, &h, c0, reverse)?;
+            return Ok((run.out, run.h_n, Some(run.c_n)));
+        }
 
         // All input projections at once: (L N, H_in) x (H_in, G H).
         let mut xw = xs
