@@ -1,5 +1,8 @@
 //! Checkpoints: named `f32` tensors in safetensors files, written atomically, and loading them
 //! back into a model's parameters with every name and shape checked.
+//!
+//! The header of every file written here has its keys in sorted order (see
+//! [`stable_header`]), so the same tensors and metadata always give the same bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -19,7 +22,7 @@ use crate::fsutil::write_atomic;
 pub fn save_tensors(
     path: &Path,
     tensors: &[(String, Tensor<f32>)],
-    metadata: HashMap<String, String>,
+    metadata: BTreeMap<String, String>,
 ) -> Result<()> {
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -40,9 +43,48 @@ pub fn save_tensors(
             bail!("{}: two tensors are named {name}", path.display());
         }
     }
+    let metadata: HashMap<String, String> = metadata.into_iter().collect();
     let bytes = safetensors::serialize(views, Some(metadata))
         .with_context(|| format!("cannot encode {}", path.display()))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &stable_header(bytes)?)
+}
+
+/// Rewrites the JSON header of safetensors `bytes` with its keys sorted (the tensor entries
+/// and the `__metadata__` map alike), padded with spaces to a multiple of 8 bytes as the
+/// format asks; the tensor data is unchanged.
+///
+/// The safetensors crate writes the metadata from a `HashMap`, whose order changes from one
+/// map to the next, so without this the same checkpoint could be written as different bytes.
+///
+/// # Errors
+/// If `bytes` is not a safetensors file.
+pub fn stable_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let corrupt = || anyhow::anyhow!("bug: an encoded safetensors header does not parse");
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt)?;
+    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| corrupt())?;
+    let end = 8usize.checked_add(len).ok_or_else(corrupt)?;
+    let header = bytes.get(8..end).ok_or_else(corrupt)?;
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|_| corrupt())?;
+    if let Some(metadata) = entries.remove("__metadata__") {
+        let sorted: BTreeMap<String, String> =
+            serde_json::from_value(metadata).map_err(|_| corrupt())?;
+        let object = sorted
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        entries.insert("__metadata__".into(), serde_json::Value::Object(object));
+    }
+    let mut header = serde_json::to_vec(&entries).map_err(|_| corrupt())?;
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - end);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// The tensors and metadata of a safetensors file written by [`save_tensors`].
@@ -57,7 +99,8 @@ pub struct TensorFile {
 /// Reads a safetensors file of `f32` tensors.
 ///
 /// # Errors
-/// If the file cannot be read, is not a valid safetensors file, or holds another dtype.
+/// If the file cannot be read, is not a valid safetensors file, holds another dtype, or holds
+/// a NaN or an infinity (a model with such a weight produces nothing but NaN).
 pub fn load_tensors(path: &Path) -> Result<TensorFile> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let corrupt = || format!("{} is corrupt or not a safetensors file", path.display());
@@ -77,7 +120,14 @@ pub fn load_tensors(path: &Path) -> Result<TensorFile> {
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("bug: chunks of 4 bytes")))
-            .collect();
+            .collect::<Vec<f32>>();
+        if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            bail!(
+                "{}: tensor {name} holds {value} at flat index {index}; a checkpoint must hold \
+                 finite numbers only",
+                path.display()
+            );
+        }
         let tensor = Tensor::from_vec(values, view.shape()).with_context(corrupt)?;
         tensors.insert(name.to_owned(), tensor);
     }
@@ -137,7 +187,7 @@ mod tests {
         let path = dir.path().join("t.safetensors");
         let a = Tensor::from_vec(vec![0.1f32, -2.5, f32::MIN_POSITIVE], &[3]).unwrap();
         let b = Tensor::from_vec(vec![1.0f32; 6], &[2, 3]).unwrap();
-        let meta = HashMap::from([("step".to_string(), "7".to_string())]);
+        let meta = BTreeMap::from([("step".to_string(), "7".to_string())]);
 
         save_tensors(
             &path,
@@ -150,6 +200,58 @@ mod tests {
         assert_eq!(back.tensors["a"].to_vec(), a.to_vec());
         assert_eq!(back.tensors["b"].shape(), &[2, 3]);
         assert_eq!(back.metadata["step"], "7");
+    }
+
+    /// Regression: the `__metadata__` map was written from a `HashMap`, so the same weights
+    /// and metadata gave files whose header bytes differed from one save to the next.
+    #[test]
+    fn same_tensors_and_metadata_give_the_same_file_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Tensor::from_vec(vec![0.5f32, -1.0], &[2]).unwrap();
+        let tensors = [("z".to_string(), a.clone()), ("a".to_string(), a)];
+        let metadata = || {
+            (0..6)
+                .map(|i| (format!("key{i}"), i.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let mut files = Vec::new();
+        for i in 0..8 {
+            let path = dir.path().join(format!("m{i}.safetensors"));
+            save_tensors(&path, &tensors, metadata()).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+        }
+
+        assert!(files.windows(2).all(|w| w[0] == w[1]));
+        let header = String::from_utf8_lossy(&files[0][8..]).into_owned();
+        let positions: Vec<usize> = (0..6)
+            .map(|i| header.find(&format!("\"key{i}\"")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{header}");
+        assert_eq!(files[0].len() % 8, 0, "the data stays 8-byte aligned");
+        let back = load_tensors(&dir.path().join("m0.safetensors")).unwrap();
+        assert_eq!(back.tensors["z"].to_vec(), [0.5, -1.0]);
+        assert_eq!(back.metadata["key3"], "3");
+    }
+
+    /// Regression: a checkpoint holding NaN weights loaded without complaint, and `sample`
+    /// then printed newlines and `eval` printed "validation loss: NaN" with exit status 0.
+    #[test]
+    fn non_finite_weights_are_rejected_naming_file_and_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let good = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+        let bad = Tensor::from_vec(vec![1.0f32, f32::NAN, 3.0], &[3]).unwrap();
+        save_tensors(
+            &path,
+            &[("a.weight".into(), good), ("b.weight".into(), bad)],
+            BTreeMap::new(),
+        )
+        .unwrap();
+
+        let err = load_tensors(&path).unwrap_err().to_string();
+
+        assert!(err.contains("model.safetensors"), "{err}");
+        assert!(err.contains("b.weight holds NaN at flat index 1"), "{err}");
     }
 
     #[test]

@@ -28,8 +28,26 @@ pub enum Command {
     Eval(EvalArgs),
 }
 
+/// A whole number of at least 0, with a clear message for negative or fractional input.
+fn count(text: &str) -> Result<usize, String> {
+    text.parse().map_err(|_| {
+        if text.trim_start().starts_with('-') {
+            format!("must be a whole number >= 0, got {text}")
+        } else {
+            format!("must be a whole number, got {text}")
+        }
+    })
+}
+
+/// A seed: a whole number from 0 to 2^64 - 1.
+fn seed(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("must be a whole number from 0 to 2^64 - 1, got {text}"))
+}
+
 /// `strata train`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// The model: gpt, char-rnn, lenet, mlp, linreg or gan.
     pub model: String,
@@ -54,29 +72,32 @@ pub struct TrainArgs {
 /// Training values that override the config file.
 #[derive(Debug, Args)]
 pub struct OverrideArgs {
-    /// Total optimizer steps.
-    #[arg(long)]
+    /// Total optimizer steps. The learning-rate schedule follows: unless the config file
+    /// sets train.lr_decay_steps (or train.warmup_steps), the cosine decay ends at the last
+    /// step and the warm-up is min(default warm-up, steps / 10). Without --steps the model's
+    /// recipe is kept (gpt: 2000 steps, warm-up 100, decay to step 2000).
+    #[arg(long, value_parser = count)]
     pub steps: Option<usize>,
-    /// Passes over the training set (image models); replaces --steps.
-    #[arg(long)]
+    /// Passes over the training set (lenet and mlp only); replaces --steps.
+    #[arg(long, value_parser = count)]
     pub epochs: Option<usize>,
     /// Examples per step.
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub batch_size: Option<usize>,
     /// Peak learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
     /// Seed of every random draw.
-    #[arg(long)]
+    #[arg(long, value_parser = seed)]
     pub seed: Option<u64>,
     /// Evaluate and checkpoint every N steps.
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub eval_interval: Option<usize>,
-    /// Validation batches per evaluation.
-    #[arg(long)]
+    /// Validation batches per evaluation (gpt and char-rnn only).
+    #[arg(long, value_parser = count)]
     pub eval_iters: Option<usize>,
     /// Log every N steps.
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub log_interval: Option<usize>,
 }
 
@@ -101,20 +122,22 @@ impl OverrideArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub threads: Option<usize>,
     /// Stop after the checkpoint at this step, as if killed there (for testing resume).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = count)]
     pub stop_at: Option<usize>,
 }
 
 /// `strata resume`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ResumeArgs {
     /// The run folder.
     pub run_dir: PathBuf,
-    /// A new total number of steps, to train a finished run further.
-    #[arg(long)]
+    /// A new total number of steps, to train a finished run further. The learning-rate
+    /// schedule stays the one the run started with (past its decay, the rate stays at min_lr).
+    #[arg(long, value_parser = count)]
     pub steps: Option<usize>,
     /// Run options.
     #[command(flatten)]
@@ -123,29 +146,30 @@ pub struct ResumeArgs {
 
 /// `strata sample`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SampleArgs {
     /// The run folder.
     pub run_dir: PathBuf,
     /// Text to continue; default: a newline.
     #[arg(long, default_value = "\n")]
     pub prompt: String,
-    /// Characters to generate.
-    #[arg(long, default_value_t = 500)]
+    /// Characters to generate; they are printed as they come.
+    #[arg(long, default_value_t = 500, value_parser = count)]
     pub tokens: usize,
-    /// Softmax temperature; 0 is greedy.
+    /// Softmax temperature, a finite number >= 0; 0 is greedy.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
     /// Keep the K most likely characters.
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub top_k: Option<usize>,
     /// Keep the most likely characters up to total probability P.
     #[arg(long)]
     pub top_p: Option<f64>,
     /// Sampling seed.
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = 1337, value_parser = seed)]
     pub seed: u64,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub threads: Option<usize>,
 }
 
@@ -155,6 +179,6 @@ pub struct EvalArgs {
     /// The run folder.
     pub run_dir: PathBuf,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub threads: Option<usize>,
 }

@@ -180,6 +180,21 @@ impl TrainConfig {
                 self.lr
             );
         }
+        if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
+            bail!(
+                "config: train.min_lr must be a finite number >= 0, got {}",
+                self.min_lr
+            );
+        }
+        if self.lr_decay_steps > 0 && self.min_lr > self.lr {
+            bail!(
+                "config: train.min_lr ({:e}) is above train.lr ({:e}), so the decay would raise \
+                 the rate; set train.min_lr <= lr in a --config file (or train.lr_decay_steps \
+                 to 0 for a constant rate)",
+                self.min_lr,
+                self.lr
+            );
+        }
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
             bail!(
                 "config: train.grad_clip must be >= 0, got {}",
@@ -277,9 +292,16 @@ impl RunConfig {
     /// The model config of the file is merged into the default one key by key (nested
     /// objects too), so a file may give only the fields it changes.
     ///
+    /// The schedule follows the steps: when the steps are given (`--steps` or `train.steps`)
+    /// and the model's default schedule decays, the cosine decay ends at the last step unless
+    /// `train.lr_decay_steps` is given too, and the warm-up is `min(default warm-up,
+    /// steps / 10)` unless `train.warmup_steps` is given. Without `--steps` the defaults stay
+    /// as they are (GPT: warm-up 100, decay to step 2000 of 2000).
+    ///
     /// # Errors
-    /// If the file cannot be read, does not parse (the error gives line and column), or names
-    /// another model. The result is not validated yet: see [`TrainConfig::validate`].
+    /// If the file cannot be read, does not parse (the error gives line and column), is not a
+    /// JSON object, or names another model. The result is not validated yet: see
+    /// [`TrainConfig::validate`].
     pub fn resolve(
         model: ModelKind,
         defaults: (Value, TrainConfig),
@@ -287,9 +309,20 @@ impl RunConfig {
         flags: &Overrides,
     ) -> Result<Self> {
         let (mut model_config, mut train) = defaults;
+        let default_schedule = (train.warmup_steps, train.lr_decay_steps);
+        let (mut steps_given, mut warmup_given, mut decay_given) = (false, false, false);
         if let Some(path) = config_path {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config {}", path.display()))?;
+            let value: Value = serde_json::from_str(&text)
+                .with_context(|| format!("config {} does not parse", path.display()))?;
+            if !value.is_object() {
+                bail!(
+                    "config {} must be a JSON object such as {{\"model_config\": {{...}}, \
+                     \"train\": {{...}}}}",
+                    path.display()
+                );
+            }
             let file: ConfigFile = serde_json::from_str(&text)
                 .with_context(|| format!("config {} does not parse", path.display()))?;
             if let Some(other) = file.model.filter(|&other| other != model) {
@@ -302,10 +335,23 @@ impl RunConfig {
                 merge(&mut model_config, patch);
             }
             if let Some(partial) = file.train {
+                steps_given = partial.steps.is_some();
+                warmup_given = partial.warmup_steps.is_some();
+                decay_given = partial.lr_decay_steps.is_some();
                 apply_partial(&mut train, partial);
             }
         }
         apply_flags(&mut train, flags);
+        steps_given |= flags.steps.is_some();
+        let (default_warmup, default_decay) = default_schedule;
+        if steps_given && train.epochs.is_none() && default_decay > 0 {
+            if !decay_given {
+                train.lr_decay_steps = train.steps;
+            }
+            if !warmup_given {
+                train.warmup_steps = default_warmup.min(train.steps / 10);
+            }
+        }
         Ok(Self {
             model,
             model_config,
@@ -471,6 +517,82 @@ mod tests {
 
         assert!(format!("{:#}", typo_err.unwrap_err()).contains("stepz"));
         assert!(format!("{:#}", other_err.unwrap_err()).contains("'lenet'"));
+    }
+
+    fn gpt_like_defaults() -> (Value, TrainConfig) {
+        let (model, mut train) = defaults();
+        (train.steps, train.warmup_steps, train.lr_decay_steps) = (2000, 100, 2000);
+        (model, train)
+    }
+
+    /// Regression: with `--steps 300` the schedule still decayed to step 2000, so a short run
+    /// never decayed.
+    #[test]
+    fn schedule_follows_steps_unless_given_explicitly() {
+        let dir = tempfile::tempdir().unwrap();
+        let explicit = dir.path().join("explicit.json");
+        std::fs::write(
+            &explicit,
+            r#"{"train": {"lr_decay_steps": 250, "warmup_steps": 7}}"#,
+        )
+        .unwrap();
+        let steps = |n| Overrides {
+            steps: Some(n),
+            ..Overrides::default()
+        };
+        let resolve = |path: Option<&Path>, flags: &Overrides| {
+            RunConfig::resolve(ModelKind::Gpt, gpt_like_defaults(), path, flags)
+                .unwrap()
+                .train
+        };
+
+        let short = resolve(None, &steps(300));
+        let tiny = resolve(None, &steps(5));
+        let default = resolve(None, &Overrides::default());
+        let kept = resolve(Some(&explicit), &steps(300));
+
+        assert_eq!((short.warmup_steps, short.lr_decay_steps), (30, 300));
+        assert_eq!((tiny.warmup_steps, tiny.lr_decay_steps), (0, 5));
+        assert_eq!((default.warmup_steps, default.lr_decay_steps), (100, 2000));
+        assert_eq!((kept.warmup_steps, kept.lr_decay_steps), (7, 250));
+    }
+
+    /// Regression: a config file holding a JSON array was reported as "invalid length 0,
+    /// expected struct ConfigFile with 3 elements".
+    #[test]
+    fn a_config_that_is_not_an_object_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, "[]").unwrap();
+
+        let err = RunConfig::resolve(
+            ModelKind::Gpt,
+            defaults(),
+            Some(&path),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+
+        let message = format!("{err:#}");
+        assert!(message.contains("must be a JSON object"), "{message}");
+        assert!(!message.contains("ConfigFile"), "{message}");
+    }
+
+    /// Regression: a `min_lr` above `lr` was accepted, making the "decay" raise the rate.
+    #[test]
+    fn min_lr_above_lr_is_rejected_when_the_rate_decays() {
+        let (_, mut train) = defaults();
+        (train.lr, train.min_lr, train.lr_decay_steps) = (1e-4, 1e-3, 10);
+        let decaying = train.validate_hyperparameters();
+        train.lr_decay_steps = 0;
+        let constant = train.validate_hyperparameters();
+
+        let err = decaying.unwrap_err().to_string();
+        assert!(
+            err.contains("train.min_lr (1e-3) is above train.lr (1e-4)"),
+            "{err}"
+        );
+        assert!(constant.is_ok());
     }
 
     #[test]

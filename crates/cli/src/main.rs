@@ -21,6 +21,7 @@ mod rundir;
 mod tasks;
 mod trainer;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -139,13 +140,19 @@ fn train(args: TrainArgs) -> Result<()> {
     }
 
     config.train.validate_hyperparameters()?;
+    check_applies(&config)?;
     let mut task = tasks::build(&config, None)?;
     config.model_config = task.model_config_json();
+    if task.steps_per_epoch().is_none() && config.train.epochs.is_some() {
+        bail!("--epochs (train.epochs) applies to lenet and mlp only; {model} trains for --steps");
+    }
     config.train.resolve_epochs(task.steps_per_epoch());
     config.train.validate()?;
-    let run = RunDir::create(args.out.as_deref(), model)?;
-    run.write_config(&config)?;
-    task.write_run_files(&run)?;
+    // The first files and the step-0 checkpoint go into a temporary folder renamed into place
+    // at the end, so a kill in this window leaves no half-made run folder.
+    let staged = RunDir::stage(args.out.as_deref(), model)?;
+    staged.run().write_config(&config)?;
+    task.write_run_files(staged.run())?;
     let state = RunState {
         model,
         step: 0,
@@ -156,8 +163,9 @@ fn train(args: TrainArgs) -> Result<()> {
         elapsed_secs: 0.0,
         finished: false,
     };
-    trainer::save_checkpoint(&run, &state, task.as_ref())?;
-    run.write_metrics(&[])?;
+    trainer::save_checkpoint(staged.run(), &state, task.as_ref())?;
+    staged.run().write_metrics(&[])?;
+    let run = staged.commit()?;
 
     print_summary(&run, &config, task.as_ref(), "training");
     trainer::train(
@@ -171,10 +179,26 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Rejects training values that the model would ignore: `eval_iters` is used by the
+/// language models only (the others evaluate on a whole, fixed set).
+fn check_applies(config: &RunConfig) -> Result<()> {
+    let model = config.model;
+    let is_lm = matches!(model, ModelKind::Gpt | ModelKind::CharRnn);
+    let default_iters = tasks::defaults(model).1.eval_iters;
+    if !is_lm && config.train.eval_iters != default_iters {
+        bail!(
+            "--eval-iters (train.eval_iters) applies to gpt and char-rnn only; {model} \
+             evaluates on its whole held-out set"
+        );
+    }
+    Ok(())
+}
+
 fn resume(args: ResumeArgs) -> Result<()> {
     set_threads(args.run.threads)?;
     let run = RunDir::open(&args.run_dir)?;
     let mut state = trainer::recover(&run)?;
+    trainer::check_model_step(&run, &state)?;
     let mut config = run.read_config(Some(state.model))?;
     if let Some(steps) = args.steps {
         if steps < state.step {
@@ -217,6 +241,7 @@ fn resume(args: ResumeArgs) -> Result<()> {
 fn open_trained(run_dir: &std::path::Path) -> Result<(RunDir, RunConfig, Box<dyn Task>)> {
     let run = RunDir::open(run_dir)?;
     let state = trainer::recover(&run)?;
+    trainer::check_model_step(&run, &state)?;
     let config = run.read_config(Some(state.model))?;
     let mut task = tasks::build(&config, Some(&run))?;
     trainer::load_model(&run, &state, task.as_mut())?;
@@ -225,6 +250,7 @@ fn open_trained(run_dir: &std::path::Path) -> Result<(RunDir, RunConfig, Box<dyn
 
 fn sample(args: SampleArgs) -> Result<()> {
     set_threads(args.threads)?;
+    check_sampling(&args)?;
     let (_, _, mut task) = open_trained(&args.run_dir)?;
     let options = SampleOptions {
         tokens: args.tokens,
@@ -233,8 +259,44 @@ fn sample(args: SampleArgs) -> Result<()> {
         top_p: args.top_p,
         seed: args.seed,
     };
-    let text = task.sample(&args.prompt, &options)?;
-    println!("{}{text}", args.prompt);
+    // Each character is written and flushed as it is drawn, so a long sample shows progress.
+    let mut stdout = std::io::stdout().lock();
+    let mut write = |text: &str| -> Result<()> {
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .context("cannot write to stdout")
+    };
+    let mut started = false;
+    task.sample(&args.prompt, &options, &mut |piece| {
+        if !started {
+            started = true;
+            write(&args.prompt)?;
+        }
+        write(piece)
+    })?;
+    if !started {
+        write(&args.prompt)?;
+    }
+    write("\n")
+}
+
+/// Checks the sampling flags before the run is opened, naming the flag.
+fn check_sampling(args: &SampleArgs) -> Result<()> {
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        bail!(
+            "--temperature must be finite and >= 0 (0 is greedy), got {}",
+            args.temperature
+        );
+    }
+    if args.top_k == Some(0) {
+        bail!("--top-k must be at least 1");
+    }
+    if let Some(p) = args.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("--top-p must be in (0, 1], got {p}");
+        }
+    }
     Ok(())
 }
 
@@ -274,9 +336,7 @@ fn print_summary(run: &RunDir, config: &RunConfig, task: &dyn Task, what: &str) 
     );
     eprintln!(
         "data: {} | parameters: {} | seed: {} | device: cpu | threads: {}",
-        t.data
-            .as_ref()
-            .map_or("built-in".to_string(), |p| p.display().to_string()),
+        tasks::data_label(config),
         task.num_parameters(),
         t.seed,
         rayon::current_num_threads()

@@ -11,7 +11,7 @@
 //! the pending files are renamed over the final ones. [`recover`] finishes or discards a
 //! checkpoint a kill interrupted, so the folder always holds one consistent checkpoint.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use strata_optim::StateDict;
 use strata_tensor::Tensor;
 
-use crate::checkpoint::{load_tensors, save_tensors, TensorFile};
+use crate::checkpoint::{load_tensors, save_tensors, stable_header, TensorFile};
 use crate::config::{RunConfig, TrainConfig};
 use crate::fsutil::write_atomic;
 use crate::plot::write_loss_plot;
@@ -127,12 +127,19 @@ pub trait Task {
         Ok(())
     }
 
-    /// Generates text after `prompt`, for language models.
+    /// Generates text after `prompt`, for language models, handing each character to `emit`
+    /// as soon as it is drawn (so a long sample can be printed as it comes).
     ///
     /// # Errors
-    /// If the model does not generate text, or the prompt holds unknown characters.
-    fn sample(&mut self, prompt: &str, options: &SampleOptions) -> Result<String> {
-        let _ = (prompt, options);
+    /// If the model does not generate text, the prompt holds unknown characters, or `emit`
+    /// fails.
+    fn sample(
+        &mut self,
+        prompt: &str,
+        options: &SampleOptions,
+        emit: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        let _ = (prompt, options, emit);
         bail!("sample: this model does not generate text")
     }
 }
@@ -194,10 +201,32 @@ fn check_step(path: &Path, recorded: Option<&String>, step: usize) -> Result<()>
     match recorded.and_then(|s| s.parse::<usize>().ok()) {
         Some(found) if found == step => Ok(()),
         found => bail!(
-            "{} is from step {}, but state.json says step {step}",
+            "the checkpoint and state.json disagree: {} is from step {}, but state.json says \
+             step {step}",
             path.display(),
             found.map_or("unknown".to_string(), |s| s.to_string())
         ),
+    }
+}
+
+/// Checks that the model file of `run` is from the step `state.json` records, before anything
+/// else trusts that step. A file whose header does not read is left for the loader to report
+/// as corrupt.
+///
+/// # Errors
+/// If the file is missing or from another step.
+pub fn check_model_step(run: &RunDir, state: &RunState) -> Result<()> {
+    let path = run.model();
+    if !path.is_file() {
+        bail!(
+            "{} is missing: {} holds no checkpoint",
+            path.display(),
+            run.path().display()
+        );
+    }
+    match file_step(&path) {
+        Some(found) => check_step(&path, Some(&found.to_string()), state.step),
+        None => Ok(()),
     }
 }
 
@@ -252,7 +281,7 @@ pub fn load_model(run: &RunDir, state: &RunState, task: &mut dyn Task) -> Result
 /// # Errors
 /// If a file cannot be written.
 pub fn save_checkpoint(run: &RunDir, state: &RunState, task: &dyn Task) -> Result<()> {
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         (STEP_KEY.to_string(), state.step.to_string()),
         ("strata.model".to_string(), state.model.name().to_string()),
         ("format".to_string(), "pt".to_string()),
@@ -263,7 +292,7 @@ pub fn save_checkpoint(run: &RunDir, state: &RunState, task: &dyn Task) -> Resul
     optim_state
         .metadata
         .insert(STEP_KEY.into(), state.step.to_string());
-    write_atomic(&pending(&optim), &optim_state.to_bytes())?;
+    write_atomic(&pending(&optim), &stable_header(optim_state.to_bytes())?)?;
     run.write_state(state)?;
     for path in [model, optim] {
         fs::rename(pending(&path), &path)
@@ -465,7 +494,7 @@ mod tests {
     }
 
     fn write_pending(path: &Path, step: usize) {
-        let metadata = HashMap::from([(STEP_KEY.to_string(), step.to_string())]);
+        let metadata = BTreeMap::from([(STEP_KEY.to_string(), step.to_string())]);
         let tensor = Tensor::from_vec(vec![step as f32], &[1]).unwrap();
         save_tensors(&pending(path), &[("w".into(), tensor)], metadata).unwrap();
     }
@@ -476,13 +505,15 @@ mod tests {
         // must be renamed into place; a kill before it leaves pending files of a later step,
         // which must go, keeping the previous checkpoint.
         let dir = tempfile::tempdir().unwrap();
-        let run =
-            RunDir::create(Some(&dir.path().join("run")), crate::config::ModelKind::Gpt).unwrap();
+        let run = RunDir::stage(Some(&dir.path().join("run")), crate::config::ModelKind::Gpt)
+            .unwrap()
+            .commit()
+            .unwrap();
         run.write_state(&state_at(4)).unwrap();
         write_pending(&run.model(), 4);
         write_pending(&run.optim(), 6);
         let previous = Tensor::from_vec(vec![2.0f32], &[1]).unwrap();
-        save_tensors(&run.optim(), &[("w".into(), previous)], HashMap::new()).unwrap();
+        save_tensors(&run.optim(), &[("w".into(), previous)], BTreeMap::new()).unwrap();
 
         let state = recover(&run).unwrap();
 

@@ -329,10 +329,14 @@ fn run_folders_are_checked_before_use() {
     .unwrap();
     let other_model = fx.strata(&["resume", "run", "--steps", "4"]);
 
-    assert_one_error(&reuse, "already holds files");
+    assert_one_error(&reuse, "already holds a run; resume it");
     assert_one_error(&finished, "--steps");
     assert_one_error(&unknown, "never saw");
-    assert_one_error(&other_model, "'gpt' run, not a 'lenet' run");
+    assert_one_error(
+        &other_model,
+        "state.json and config.json disagree: state.json says model 'lenet', config.json says \
+         'gpt'",
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use strata_nn_layers::{cross_entropy, Module};
 use strata_optim::{Optimizer, StateDict};
 use strata_tensor::{Generator, Tensor};
 
-use super::{clip_grad_norm, model_config, optimizer};
+use super::{clip_grad_norm, data_error, model_config, optimizer};
 use crate::checkpoint::{load_vars, TensorFile};
 use crate::config::{ModelKind, OptimizerKind, RunConfig, TrainConfig};
 use crate::fsutil::{read_json, write_json_atomic};
@@ -141,9 +141,19 @@ impl ClassifierTask {
             0
         };
         let data = load_images(&dir, padding)?;
-        let num_classes = data.train.num_classes().max(data.test.num_classes());
+        let num_classes = check_labels(&dir, data.train.labels(), data.test.labels())?;
         let classes = match run {
-            Some(run) => read_json::<Labels>(&run.file(LABELS_FILE))?.classes,
+            Some(run) => {
+                let classes = read_json::<Labels>(&run.file(LABELS_FILE))?.classes;
+                if classes.len() != num_classes {
+                    bail!(
+                        "{LABELS_FILE} names {} classes but the data in {} has {num_classes}",
+                        classes.len(),
+                        dir.display()
+                    );
+                }
+                classes
+            }
             None => class_names(&dir, num_classes),
         };
 
@@ -211,11 +221,45 @@ fn load_images(dir: &Path, padding: usize) -> Result<Mnist> {
         );
     }
     let data = Mnist::load(dir, &MnistConfig { padding })
+        .map_err(data_error)
         .with_context(|| format!("cannot load images from {}", dir.display()))?;
     if data.train.is_empty() || data.test.is_empty() {
         bail!("{} holds no training or no test images", dir.display());
     }
     Ok(data)
+}
+
+/// Checks the labels and returns the number of classes: the training labels must use every
+/// class from 0 to their largest (a gap means a stray label, such as a corrupt byte, that would
+/// otherwise become extra classes), and no test label may exceed the largest training label.
+///
+/// # Errors
+/// Naming the out-of-range label, the file and the example.
+fn check_labels(dir: &Path, train: &[usize], test: &[usize]) -> Result<usize> {
+    let Some(&largest) = train.iter().max() else {
+        bail!("{} holds no training labels", dir.display());
+    };
+    let mut counts = vec![0usize; largest + 1];
+    for &label in train {
+        counts[label] += 1;
+    }
+    if let Some(missing) = counts.iter().position(|&c| c == 0) {
+        let position = train.iter().position(|&l| l == largest).unwrap_or(0);
+        bail!(
+            "{}: training label {largest} (example {position}) is out of range: no example has \
+             label {missing}, and labels must run 0..K-1 over K classes (0..9 for MNIST and \
+             Fashion-MNIST)",
+            dir.join("train-labels-idx1-ubyte").display()
+        );
+    }
+    if let Some((position, &label)) = test.iter().enumerate().find(|(_, &l)| l > largest) {
+        bail!(
+            "{}: test label {label} (example {position}) is out of range: the training labels \
+             run 0..{largest}",
+            dir.join("t10k-labels-idx1-ubyte").display()
+        );
+    }
+    Ok(largest + 1)
 }
 
 /// Fashion-MNIST's class names for a folder whose path says "fashion", else the labels.
@@ -376,6 +420,30 @@ mod tests {
         let logits = Tensor::from_vec(vec![0.1f32, 0.9, 0.9, 2.0, -1.0, 0.0], &[2, 3]).unwrap();
 
         assert_eq!(argmax_rows(&logits), [1, 0]);
+    }
+
+    /// Regression: a label byte of 200 made 201 classes (and lost Fashion-MNIST's class
+    /// names) instead of being reported.
+    #[test]
+    fn out_of_range_labels_are_errors_naming_the_label() {
+        let dir = Path::new("data");
+        let good: Vec<usize> = (0..30).map(|i| i % 10).collect();
+        let mut stray = good.clone();
+        stray[17] = 200;
+
+        let train_err = check_labels(dir, &stray, &good).unwrap_err().to_string();
+        let test_err = check_labels(dir, &good, &stray).unwrap_err().to_string();
+
+        assert_eq!(check_labels(dir, &good, &good).unwrap(), 10);
+        assert!(
+            train_err.contains("training label 200 (example 17) is out of range"),
+            "{train_err}"
+        );
+        assert!(train_err.contains("train-labels-idx1-ubyte"), "{train_err}");
+        assert!(
+            test_err.contains("test label 200 (example 17) is out of range"),
+            "{test_err}"
+        );
     }
 
     #[test]

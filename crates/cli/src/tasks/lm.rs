@@ -9,19 +9,20 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 use strata_autograd::{no_grad, Var};
 use strata_data::corpus::SHAKESPEARE;
 use strata_data::text::{read_text, CharVocab, Split, TextDataset};
 use strata_models::{
-    param_groups_for_decay, CellKind, CharRnn, CharRnnConfig, Gpt, GptConfig, SamplingConfig,
+    param_groups_for_decay, CellKind, CharRnn, CharRnnConfig, Gpt, GptCache, GptConfig,
+    SamplingConfig,
 };
 use strata_nn_layers::Module;
 use strata_optim::{Optimizer, StateDict};
 use strata_tensor::{Generator, IndexTensor, Tensor};
 
-use super::{clip_grad_norm, model_config, optimizer};
+use super::{clip_grad_norm, data_error, model_config, optimizer};
 use crate::checkpoint::{load_vars, TensorFile};
 use crate::config::{ModelKind, OptimizerKind, RunConfig, TrainConfig};
 use crate::progress::Progress;
@@ -133,14 +134,21 @@ enum Lm {
 }
 
 impl Lm {
-    /// Builds the network of `config` for a vocabulary of `vocab_size` characters; for a run
-    /// being reopened (`fresh` false) the configured size must match.
+    /// Builds the network of `config` for a vocabulary of `vocab_size` characters. The
+    /// configured `vocab_size` must be 0 (take it from the data) or equal to it.
     fn new(config: &RunConfig, vocab_size: usize, fresh: bool, seed: u64) -> Result<Self> {
         let check = |configured: usize| {
+            if fresh && configured != 0 && configured != vocab_size {
+                bail!(
+                    "config: model_config.vocab_size is {configured} but the data has \
+                     {vocab_size} distinct characters; leave vocab_size out, it is taken from \
+                     the data"
+                );
+            }
             if !fresh && configured != vocab_size {
                 bail!(
-                    "config: vocab_size is {configured} but {VOCAB_FILE} holds {vocab_size} \
-                     characters"
+                    "{VOCAB_FILE} has {vocab_size} characters, the model has {configured} \
+                     (model_config.vocab_size in config.json); the two disagree"
                 );
             }
             Ok(())
@@ -216,17 +224,76 @@ impl Lm {
         })
     }
 
-    fn generate(
+    /// Continues `prompt` by `tokens` sampled tokens, calling `emit` with each as soon as it
+    /// is drawn. The draws are those of the models' own `generate` (same generator use, same
+    /// KV cache and cropping for GPT, same carried state for the char-rnn), so the tokens
+    /// are the same; only they come one at a time.
+    ///
+    /// # Errors
+    /// If the sampling config or the prompt is invalid, or `emit` fails.
+    fn generate_streaming(
         &self,
-        prompt: &IndexTensor,
+        prompt: &[usize],
         tokens: usize,
         sampling: &SamplingConfig,
         gen: &mut Generator,
-    ) -> Result<IndexTensor> {
-        Ok(match self {
-            Lm::Gpt(model) => model.generate(prompt, tokens, sampling, gen)?,
-            Lm::CharRnn(model, _) => model.generate(prompt, tokens, sampling, gen)?,
-        })
+        emit: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<()> {
+        sampling.validate()?;
+        if prompt.is_empty() || tokens == 0 {
+            return Ok(());
+        }
+        let _guard = no_grad();
+        let last_row = |logits: &Var<f32>| -> Result<Vec<f64>> {
+            let value = logits.value();
+            let (seq, vocab) = (value.shape()[1], value.shape()[2]);
+            let row = value.narrow(1, seq - 1, 1)?.to_vec();
+            Ok(row[..vocab].iter().map(|&x| f64::from(x)).collect())
+        };
+        match self {
+            Lm::Gpt(model) => {
+                let block = model.config().block_size;
+                let window = |row: &[usize]| -> Result<IndexTensor> {
+                    let len = row.len().min(block);
+                    Ok(IndexTensor::from_vec(
+                        row[row.len() - len..].to_vec(),
+                        &[1, len],
+                    )?)
+                };
+                let mut row = prompt.to_vec();
+                let mut cache = GptCache::new();
+                let mut logits = model.forward_with_cache(&window(&row)?, &mut cache)?;
+                for step in 0..tokens {
+                    let token = sampling.sample(&last_row(&logits)?, gen)?;
+                    row.push(token);
+                    emit(token)?;
+                    if step + 1 == tokens {
+                        break;
+                    }
+                    logits = if cache.len() < block {
+                        let next = IndexTensor::from_vec(vec![token], &[1, 1])?;
+                        model.forward_with_cache(&next, &mut cache)?
+                    } else {
+                        cache.clear();
+                        model.forward_with_cache(&window(&row)?, &mut cache)?
+                    };
+                }
+            }
+            Lm::CharRnn(model, _) => {
+                let ids = IndexTensor::from_vec(prompt.to_vec(), &[1, prompt.len()])?;
+                let (mut logits, mut state) = model.forward(&ids, None)?;
+                for step in 0..tokens {
+                    let token = sampling.sample(&last_row(&logits)?, gen)?;
+                    emit(token)?;
+                    if step + 1 == tokens {
+                        break;
+                    }
+                    let next = IndexTensor::from_vec(vec![token], &[1, 1])?;
+                    (logits, state) = model.forward(&next, Some(&state))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every tensor by name; GPT's tied head weight appears twice, as in PyTorch.
@@ -262,16 +329,32 @@ impl LmTask {
     pub fn new(config: &RunConfig, run: Option<&RunDir>) -> Result<Self> {
         let train = config.train.clone();
         let text = match &train.data {
-            Some(path) => read_text(path)?,
+            Some(path) => {
+                let text = read_text(path).map_err(data_error)?;
+                if text.is_empty() {
+                    let what = if path.is_dir() {
+                        "its .txt files are empty"
+                    } else {
+                        "the file is empty"
+                    };
+                    bail!(
+                        "the data {} holds no text ({what}); give a text of at least a few \
+                         hundred characters",
+                        path.display()
+                    );
+                }
+                text
+            }
             None => SHAKESPEARE.to_string(),
         };
         let vocab = match run {
-            Some(run) => CharVocab::load(run.file(VOCAB_FILE))?,
+            Some(run) => load_vocab(config, run)?,
             None => CharVocab::from_text(&text),
         };
-        let tokens = vocab
-            .encode(&text)
-            .context("the data holds a character the run's vocabulary lacks")?;
+        let tokens = vocab.encode(&text).map_err(|err| {
+            let detail = data_error(err);
+            anyhow::anyhow!("the data holds a character the run's vocabulary lacks: {detail}")
+        })?;
 
         let model = Lm::new(config, vocab.len(), run.is_none(), train.seed)?;
         // Limitation: the models draw dropout masks from a generator they keep inside and do
@@ -285,14 +368,15 @@ impl LmTask {
                 model.dropout()
             );
         }
-        let data = TextDataset::new(tokens, model.context(), TRAIN_FRACTION)?;
+        let data = TextDataset::new(tokens, model.context(), TRAIN_FRACTION).map_err(data_error)?;
         let (decay, no_decay) = param_groups_for_decay(model.module());
         let optimizer = optimizer(&train, decay, no_decay)?;
 
         let mut val_gen = Generator::new(train.seed ^ VALIDATION_SALT);
         let validation = (0..train.eval_iters)
             .map(|_| data.sample_batch(Split::Validation, train.batch_size, &mut val_gen))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(data_error)?;
         Ok(Self {
             model,
             optimizer,
@@ -302,6 +386,30 @@ impl LmTask {
             validation,
         })
     }
+}
+
+/// Reads the vocabulary of a run folder, checking it has as many characters as the model.
+///
+/// # Errors
+/// If the file is missing or unreadable, or its size differs from the model's.
+fn load_vocab(config: &RunConfig, run: &RunDir) -> Result<CharVocab> {
+    let path = run.file(VOCAB_FILE);
+    if !path.is_file() {
+        bail!("{} is missing", path.display());
+    }
+    let vocab = CharVocab::load(&path).map_err(data_error)?;
+    let configured = config
+        .model_config
+        .get("vocab_size")
+        .and_then(Value::as_u64);
+    if let Some(configured) = configured.filter(|&n| n != vocab.len() as u64) {
+        bail!(
+            "{VOCAB_FILE} has {} characters, the model has {configured} (model_config.vocab_size \
+             in config.json); the two disagree",
+            vocab.len()
+        );
+    }
+    Ok(vocab)
 }
 
 impl Task for LmTask {
@@ -326,7 +434,8 @@ impl Task for LmTask {
         let mut gen = Generator::new(step_seed(self.train.seed, step as u64));
         let (xs, ys) = self
             .data
-            .sample_batch(Split::Train, self.train.batch_size, &mut gen)?;
+            .sample_batch(Split::Train, self.train.batch_size, &mut gen)
+            .map_err(data_error)?;
         self.optimizer.set_lr(lr);
         self.optimizer.zero_grad();
         let loss = self.model.loss(&xs, &ys)?;
@@ -399,33 +508,118 @@ impl Task for LmTask {
         } else {
             self.vocab.chars()[0].to_string()
         };
-        let text = self.sample(&prompt, &options)?;
+        let mut text = String::new();
+        self.sample(&prompt, &options, &mut |piece| {
+            text.push_str(piece);
+            Ok(())
+        })?;
         println!("--- sample ({FINAL_SAMPLE} characters) ---\n{prompt}{text}");
         Ok(())
     }
 
-    fn sample(&mut self, prompt: &str, options: &SampleOptions) -> Result<String> {
+    fn sample(
+        &mut self,
+        prompt: &str,
+        options: &SampleOptions,
+        emit: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
         if prompt.is_empty() {
             bail!("sample: the prompt is empty; give at least one character");
         }
-        let ids = self.vocab.encode(prompt).with_context(|| {
+        let ids = self.vocab.encode(prompt).map_err(|err| {
             let known: String = self.vocab.chars().iter().collect();
-            format!("sample: the prompt holds a character the model never saw (known: {known:?})")
+            anyhow::anyhow!(
+                "sample: the prompt holds a character the model never saw ({}; known: \
+                 {known:?})",
+                data_error(err)
+            )
         })?;
         let sampling = SamplingConfig {
             temperature: options.temperature,
             top_k: options.top_k,
             top_p: options.top_p,
         };
-        let prompt_len = ids.len();
-        let prompt = IndexTensor::from_vec(ids, &[1, prompt_len])?;
         self.model.module_mut().eval();
         let mut gen = Generator::new(options.seed);
-        let out = self
-            .model
-            .generate(&prompt, options.tokens, &sampling, &mut gen);
+        let vocab = &self.vocab;
+        let out = self.model.generate_streaming(
+            &ids,
+            options.tokens,
+            &sampling,
+            &mut gen,
+            &mut |token| emit(&vocab.decode(&[token]).map_err(data_error)?),
+        );
         self.model.module_mut().train();
-        let out = out?;
-        Ok(self.vocab.decode(&out.as_slice()[prompt_len..])?)
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(model: &Lm, prompt: &[usize], tokens: usize, seed: u64) -> Vec<usize> {
+        let mut out = Vec::new();
+        let sampling = SamplingConfig::default();
+        model
+            .generate_streaming(
+                prompt,
+                tokens,
+                &sampling,
+                &mut Generator::new(seed),
+                &mut |t| {
+                    out.push(t);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        out
+    }
+
+    fn whole(model: &Lm, prompt: &[usize], tokens: usize, seed: u64) -> Vec<usize> {
+        let ids = IndexTensor::from_vec(prompt.to_vec(), &[1, prompt.len()]).unwrap();
+        let sampling = SamplingConfig::default();
+        let mut gen = Generator::new(seed);
+        let out = match model {
+            Lm::Gpt(m) => m.generate(&ids, tokens, &sampling, &mut gen).unwrap(),
+            Lm::CharRnn(m, _) => m.generate(&ids, tokens, &sampling, &mut gen).unwrap(),
+        };
+        out.as_slice()[prompt.len()..].to_vec()
+    }
+
+    /// Regression: `sample --tokens 20000` printed nothing until the whole sample was done.
+    /// The streamed tokens come one by one and must be exactly those of the models' own
+    /// `generate`, past GPT's context length (where its cache is rebuilt) too.
+    #[test]
+    fn sampling_streams_the_same_tokens_as_generate() {
+        let gpt_config = GptConfig {
+            vocab_size: 7,
+            block_size: 5,
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 8,
+            dropout: 0.0,
+            bias: false,
+        };
+        let rnn_config = CharRnnConfig {
+            vocab_size: 7,
+            embedding_dim: 4,
+            hidden_size: 8,
+            num_layers: 1,
+            ..CharRnnConfig::default()
+        };
+        let gpt = Lm::Gpt(Gpt::new(&gpt_config, &mut Generator::new(1)).unwrap());
+        let rnn = Lm::CharRnn(
+            CharRnn::new(&rnn_config, &mut Generator::new(2)).unwrap(),
+            4,
+        );
+
+        for model in [&gpt, &rnn] {
+            for prompt in [&[3usize][..], &[1, 2, 3, 4, 5, 6, 0]] {
+                let streamed = streamed(model, prompt, 12, 9);
+                assert_eq!(streamed.len(), 12);
+                assert_eq!(streamed, whole(model, prompt, 12, 9));
+            }
+        }
     }
 }

@@ -6,9 +6,10 @@ mod gan;
 mod linreg;
 mod lm;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use strata_autograd::Var;
+use strata_data::DataError;
 use strata_optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig};
 
 use crate::config::{ModelKind, OptimizerKind, RunConfig, TrainConfig};
@@ -40,6 +41,65 @@ pub fn build(config: &RunConfig, run: Option<&RunDir>) -> Result<Box<dyn Task>> 
         ModelKind::Linreg => Ok(Box::new(linreg::LinregTask::new(config)?)),
         ModelKind::Gan => Ok(Box::new(gan::GanTask::new(config)?)),
     }
+}
+
+/// What a run trains on, for the summary line: the data path, or where built-in data comes
+/// from.
+pub fn data_label(config: &RunConfig) -> String {
+    if let Some(path) = &config.train.data {
+        return path.display().to_string();
+    }
+    match config.model {
+        ModelKind::Gpt | ModelKind::CharRnn => "built-in (the embedded Shakespeare corpus)".into(),
+        ModelKind::Lenet | ModelKind::Mlp => strata_data::mnist::Mnist::FASHION_MNIST_DIR.into(),
+        ModelKind::Linreg | ModelKind::Gan => "synthetic (drawn from the seed)".into(),
+    }
+}
+
+/// Turns a strata-data error into a message for the command line: the file and the cause said
+/// once, in words, without the name of the internal function that failed (strata-data's
+/// messages start with it, `CharVocab::load: ...`, and also chain the I/O error that their
+/// text already holds).
+pub fn data_error(err: DataError) -> anyhow::Error {
+    match err {
+        DataError::Io { path, source, .. } => {
+            anyhow!("cannot read {}: {}", path.display(), io_cause(&source))
+        }
+        DataError::Json { path, source, .. } => {
+            anyhow!("{} does not parse: {source}", path.display())
+        }
+        DataError::TooShort {
+            what, len, context, ..
+        } => anyhow!(
+            "the {what} has {len} characters, but a context of {context} (block_size or \
+             seq_len) needs at least {}",
+            context as u128 + 1
+        ),
+        other => anyhow!("{}", strip_op(&other.to_string())),
+    }
+}
+
+/// An I/O error in words, without the `(os error N)` suffix.
+fn io_cause(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// Removes a leading `Type::function: ` or `function: ` from a message.
+fn strip_op(message: &str) -> &str {
+    if let Some((head, rest)) = message.split_once(": ") {
+        let is_op = !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if is_op {
+            return rest;
+        }
+    }
+    message
 }
 
 /// Reads a model config from the JSON of `config.json`, rejecting keys the model's config
@@ -135,4 +195,39 @@ fn clip_grad_norm(params: &[Var<f32>], max_norm: f64) -> Result<()> {
         strata_optim::clip_grad_norm(params, max_norm, 2.0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a missing vocab.json was reported as "CharVocab::load: run/vocab.json: No
+    /// such file or directory (os error 2): No such file or directory (os error 2)", the cause
+    /// twice and an internal function named.
+    #[test]
+    fn data_errors_name_the_cause_once_without_internal_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("vocab.json");
+        let vocab_err = strata_data::text::CharVocab::load(&missing).unwrap_err();
+        let short = strata_data::text::TextDataset::new(vec![0; 4], 8, 0.9).unwrap_err();
+        let idx_path = dir.path().join("train-labels-idx1-ubyte");
+        std::fs::write(&idx_path, [0u8, 0, 8, 3, 0, 0, 0, 1, 0]).unwrap();
+        let idx_err = strata_data::idx::read_labels(&idx_path).unwrap_err();
+
+        let vocab = format!("{:#}", data_error(vocab_err));
+        let short = format!("{:#}", data_error(short));
+        let idx = format!("{:#}", data_error(idx_err));
+
+        assert_eq!(
+            vocab,
+            format!(
+                "cannot read {}: No such file or directory",
+                missing.display()
+            )
+        );
+        assert!(short.starts_with("the corpus has 4 characters"), "{short}");
+        assert!(!short.contains("TextDataset"), "{short}");
+        assert!(idx.starts_with(&idx_path.display().to_string()), "{idx}");
+        assert!(!idx.contains("read_idx"), "{idx}");
+    }
 }
