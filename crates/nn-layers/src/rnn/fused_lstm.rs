@@ -66,7 +66,8 @@ pub(super) fn lstm_layer<T: Element>(
     });
     let xw_value = xw.value();
     let xw_data = xw_value.contiguous_slice();
-    let w_t = w_hh.value().transpose(0, 1)?;
+    // Row-major `W_hh^T` once, so that no step's product reads a transposed view.
+    let w_t = w_hh.value().transpose(0, 1)?.contiguous();
     let step_len = batch * hidden;
 
     let mut gates = vec![T::zero(); seq_len * batch * gh];
@@ -214,6 +215,7 @@ fn tanh_in_place<T: Element>(values: &mut [T]) {
 ///
 /// Inputs are clamped to `[-87.3, 88.0]`, so the result is never infinite and never
 /// subnormal: below `-87.3` it gives about `1.2e-38` instead of a smaller number.
+#[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -235,6 +237,7 @@ fn exp_f32(x: f32) -> f32 {
 
 /// `tanh(x)` in `f32` within a few ulp, without branches: Cephes' odd polynomial below
 /// `|x| = 0.625`, `1 - 2 / (e^{2|x|} + 1)` with the sign of `x` above.
+#[inline(always)]
 fn tanh_f32(x: f32) -> f32 {
     let z = x * x;
     let p = -5.704_988_7e-3_f32;
