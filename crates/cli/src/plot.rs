@@ -19,19 +19,22 @@ pub fn write_loss_plot(path: &Path, title: &str, records: &[Record]) -> Result<(
     write_atomic(path, svg.as_bytes())
 }
 
-fn points(records: &[Record], split: &str) -> Vec<(f64, f64)> {
+fn points(records: &[Record], split: &str) -> Vec<(u64, f64)> {
     records
         .iter()
         .filter(|r| r.split == split && r.loss.is_finite())
-        .map(|r| (r.step as f64, r.loss))
+        .map(|r| (r.step as u64, r.loss))
         .collect()
 }
 
+/// Draws the chart. Steps are whole numbers on an integer axis (ticks read `200`, never
+/// `200.0`), the right margin leaves room for the last tick label, and a series of a single
+/// point is drawn as a dot (a line through one point draws nothing).
 fn loss_svg(title: &str, records: &[Record]) -> Result<String, Box<dyn std::error::Error>> {
     let train = points(records, "train");
     let val = points(records, "val");
     let all = || train.iter().chain(&val);
-    let x_max = all().map(|p| p.0).fold(1.0, f64::max);
+    let x_max = all().map(|p| p.0).fold(1, u64::max);
     let (mut y_min, mut y_max) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
         (lo.min(p.1), hi.max(p.1))
     });
@@ -47,20 +50,26 @@ fn loss_svg(title: &str, records: &[Record]) -> Result<String, Box<dyn std::erro
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))?;
+            .build_cartesian_2d(0..x_max, (y_min - pad)..(y_max + pad))?;
         chart
             .configure_mesh()
             .x_desc("step")
             .y_desc("loss")
+            .x_labels(x_max.min(10) as usize + 1)
+            .x_label_formatter(&|step| step.to_string())
             .axis_desc_style(("sans-serif", 16))
             .label_style(("sans-serif", 12))
             .draw()?;
         chart
-            .draw_series(LineSeries::new(train, &BLUE))?
+            .draw_series(LineSeries::new(train.clone(), &BLUE))?
             .label("train")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        if train.len() == 1 {
+            chart.draw_series(train.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+        }
         chart
             .draw_series(LineSeries::new(val.clone(), RED.stroke_width(2)))?
             .label("validation")
@@ -108,6 +117,59 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(svg.contains("\nstep\n</text>") && svg.contains("\nloss\n</text>"));
+    }
+
+    /// The x tick labels of an SVG chart: the text of each centred `<text>` element holding a
+    /// number and lying in the bottom label area, with its x position.
+    fn x_ticks(svg: &str) -> Vec<(f64, String)> {
+        let mut ticks = Vec::new();
+        for element in svg.split("<text").skip(1) {
+            let attr = |name: &str| -> Option<f64> {
+                let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
+                element[start..].split('"').next()?.parse().ok()
+            };
+            let text = element
+                .split_once('>')
+                .and_then(|(_, rest)| rest.split_once("</text>"))
+                .map(|(text, _)| text.trim().to_string())
+                .unwrap_or_default();
+            if let (Some(x), Some(y)) = (attr("x"), attr("y")) {
+                let centred = element.contains("text-anchor=\"middle\"");
+                if centred && y > 420.0 && text.parse::<f64>().is_ok() {
+                    ticks.push((x, text));
+                }
+            }
+        }
+        ticks
+    }
+
+    /// Regression: step ticks read "200.0", the last tick label touched the right edge, and
+    /// a 2-step run (one logged training point) drew no training point at all.
+    #[test]
+    fn steps_are_whole_numbers_with_a_margin_and_single_points_are_drawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("long.svg");
+        let short = dir.path().join("short.svg");
+        let records: Vec<Record> = (1..=2000)
+            .step_by(10)
+            .map(|s| record(s, "train", 3.0 - s as f64 / 1000.0))
+            .collect();
+
+        write_loss_plot(&long, "gpt", &records).unwrap();
+        write_loss_plot(&short, "gpt", &[record(2, "train", 3.0)]).unwrap();
+
+        let svg = std::fs::read_to_string(&long).unwrap();
+        let ticks = x_ticks(&svg);
+        assert!(ticks.len() >= 3, "{ticks:?}");
+        assert!(ticks.iter().all(|(_, t)| !t.contains('.')), "{ticks:?}");
+        let last = ticks.iter().map(|(x, _)| *x).fold(0.0, f64::max);
+        assert!(last < 800.0 - 30.0, "last tick at x = {last}");
+        let short_svg = std::fs::read_to_string(&short).unwrap();
+        assert!(
+            short_svg.contains("<circle"),
+            "no dot for a single train point"
+        );
+        assert!(x_ticks(&short_svg).iter().all(|(_, t)| !t.contains('.')));
     }
 
     #[test]

@@ -444,3 +444,313 @@ fn gan_resume_restores_both_optimizers_exactly() {
     assert!(String::from_utf8_lossy(&evaluated.stdout).contains("modes"));
     assert_one_error(&sampled, "does not generate text");
 }
+
+/// Trains the tiny GPT for 2 steps into `out`; the shared start of the regression tests.
+fn tiny_run(fx: &Fixture, out: &str) {
+    assert_ok(&fx.train_gpt(out, 2, 2, &[]));
+}
+
+/// Regression: `gan` was listed in `train --help` but `strata train gan` said "not available
+/// in this build yet".
+#[test]
+fn gan_is_listed_and_trains() {
+    let fx = Fixture::new();
+    fs::write(
+        fx.path("gan.json"),
+        r#"{"model_config": {"latent_dim": 2, "hidden_dims": [4]}, "train": {"batch_size": 8}}"#,
+    )
+    .unwrap();
+
+    let help = fx.strata(&["train", "--help"]);
+    let trained = fx.strata(&[
+        "train", "gan", "--config", "gan.json", "--steps", "2", "--out", "run",
+    ]);
+
+    assert!(String::from_utf8_lossy(&help.stdout).contains("gan"));
+    assert_ok(&trained);
+}
+
+/// Regression: two runs with the same seed wrote model.safetensors files whose bytes differed,
+/// because the header's `__metadata__` keys came out in hash-map order.
+#[test]
+fn same_seed_gives_the_same_checkpoint_bytes() {
+    let fx = Fixture::new();
+    tiny_run(&fx, "a");
+    tiny_run(&fx, "b");
+
+    for file in ["model.safetensors", "optim.safetensors"] {
+        let a = fs::read(fx.path("a").join(file)).unwrap();
+        let b = fs::read(fx.path("b").join(file)).unwrap();
+        assert!(a == b, "{file} differs between identical runs");
+    }
+}
+
+/// Regression: with `--steps 300` the schedule still said "decay to step 2000", so a short
+/// run never decayed.
+#[test]
+fn schedule_decays_to_the_given_steps() {
+    let fx = Fixture::new();
+    fs::write(
+        fx.path("plain.json"),
+        r#"{"model_config": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8},
+            "train": {"batch_size": 4, "eval_iters": 2}}"#,
+    )
+    .unwrap();
+
+    let output = fx.strata(&[
+        "train",
+        "gpt",
+        "--data",
+        "text.txt",
+        "--config",
+        "plain.json",
+        "--out",
+        "run",
+        "--steps",
+        "20",
+        "--eval-interval",
+        "20",
+    ]);
+
+    assert_ok(&output);
+    assert!(stderr(&output).contains("warm-up 2, decay to step 20"));
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(fx.path("run/config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["lr_decay_steps"], 20);
+    assert_eq!(config["train"]["warmup_steps"], 2);
+    let last_lr = metrics(&fx.path("run"))
+        .iter()
+        .rev()
+        .find(|r| r["split"] == "train")
+        .unwrap()["lr"]
+        .as_f64()
+        .unwrap();
+    // Step 20 of a decay to step 20 is within 1% of the way from min_lr (1e-4) to lr (1e-3).
+    assert!(
+        last_lr < 1.1e-4,
+        "the last step ends near min_lr: {last_lr}"
+    );
+}
+
+/// Regression: NaN weights in model.safetensors loaded silently; `sample` printed newlines and
+/// `eval` printed "validation loss: NaN" with exit status 0.
+#[test]
+fn nan_weights_in_a_checkpoint_are_rejected() {
+    let fx = Fixture::new();
+    tiny_run(&fx, "run");
+    let path = fx.path("run/model.safetensors");
+    let bytes = fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let poisoned = blobs
+        .iter_mut()
+        .find(|(name, _, _)| name.ends_with("ln_f.weight"))
+        .unwrap();
+    poisoned.2[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = blobs
+        .iter()
+        .map(|(n, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    fs::write(&path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+
+    let sampled = fx.strata(&["sample", "run", "--tokens", "5"]);
+    let evaluated = fx.strata(&["eval", "run"]);
+
+    assert_one_error(&sampled, "ln_f.weight holds NaN");
+    assert_one_error(&evaluated, "model.safetensors");
+    assert!(sampled.stdout.is_empty());
+}
+
+/// Regression: a kill in the first ~0.1 s of `strata train` left a folder with only
+/// config.json and vocab.json that neither `resume` nor `train --out` could use. Whenever the
+/// kill lands, the folder must be absent or a complete run.
+#[test]
+fn an_early_kill_leaves_no_unusable_folder() {
+    let fx = Fixture::new();
+    for (i, delay_ms) in [0u64, 5, 20, 60].into_iter().enumerate() {
+        let out = format!("run{i}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "train",
+                "gpt",
+                "--data",
+                "text.txt",
+                "--config",
+                "tiny.json",
+                "--out",
+                &out,
+                "--steps",
+                "100000",
+                "--eval-interval",
+                "100000",
+            ])
+            .current_dir(fx.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let run = fx.path(&out);
+        if run.exists() {
+            assert!(
+                run.join("state.json").is_file(),
+                "{out}: a run without state"
+            );
+            assert_ok(&fx.strata(&["eval", &out]));
+        }
+        let again = fx.train_gpt(&out, 2, 2, &[]);
+        if run.join("state.json").is_file() && !again.status.success() {
+            assert_one_error(&again, "resume it");
+        }
+    }
+}
+
+/// Regression: an empty data file was reported as "gpt: invalid config: vocab_size must be
+/// positive".
+#[test]
+fn an_empty_data_file_says_it_is_empty() {
+    let fx = Fixture::new();
+    fs::write(fx.path("empty.txt"), "").unwrap();
+
+    let output = fx.strata(&["train", "gpt", "--data", "empty.txt"]);
+
+    assert_one_error(&output, "empty.txt holds no text (the file is empty)");
+}
+
+/// Regression: `--steps -1` gave clap's "unexpected argument '-1' found", `--lr -1` never
+/// reached the real check, and `--temperature inf` did not say it must be finite.
+#[test]
+fn negative_and_infinite_numbers_reach_the_real_checks() {
+    let fx = Fixture::new();
+    tiny_run(&fx, "run");
+
+    let steps = fx.strata(&["train", "linreg", "--steps", "-1"]);
+    let lr = fx.strata(&["train", "linreg", "--lr", "-1"]);
+    let temperature = fx.strata(&["sample", "run", "--temperature", "inf"]);
+    let top_p = fx.strata(&["sample", "run", "--top-p", "-0.5"]);
+
+    assert_one_error(&steps, "must be a whole number >= 0, got -1");
+    assert_one_error(&lr, "train.lr must be a finite number >= 0, got -1");
+    assert_one_error(&temperature, "--temperature must be finite");
+    assert_one_error(&top_p, "--top-p must be in (0, 1], got -0.5");
+}
+
+/// Regression: `strata eval data/tiny.txt` (a file) said the run folder "does not exist".
+#[test]
+fn a_file_given_as_run_folder_is_named_a_file() {
+    let fx = Fixture::new();
+
+    let output = fx.strata(&["eval", "text.txt"]);
+
+    assert_one_error(&output, "text.txt is a file, not a run folder");
+}
+
+/// Regression: a missing vocab.json gave "CharVocab::load: ...: No such file or directory (os
+/// error 2): No such file or directory (os error 2)", and too short a text began with
+/// "TextDataset::new:".
+#[test]
+fn data_errors_say_their_cause_once_in_plain_words() {
+    let fx = Fixture::new();
+    tiny_run(&fx, "run");
+    fs::remove_file(fx.path("run/vocab.json")).unwrap();
+    fs::write(fx.path("short.txt"), "tiny").unwrap();
+
+    let missing = fx.strata(&["sample", "run"]);
+    let short = fx.strata(&[
+        "train",
+        "gpt",
+        "--data",
+        "short.txt",
+        "--config",
+        "tiny.json",
+    ]);
+
+    assert_one_error(&missing, "vocab.json is missing");
+    assert_one_error(&short, "the corpus has 4 characters");
+    for output in [&missing, &short] {
+        let text = stderr(output);
+        assert!(!text.contains("::") && !text.contains("os error"), "{text}");
+    }
+}
+
+/// Regression: a state.json and a checkpoint that disagree (step 99999 with `resume --steps
+/// 4`) got the advice about --steps, and a vocab.json cut to 3 characters was not reported as
+/// disagreeing with the model's vocabulary size.
+#[test]
+fn run_files_that_disagree_say_which_ones() {
+    let fx = Fixture::new();
+    tiny_run(&fx, "steps");
+    tiny_run(&fx, "vocab");
+    let state = fs::read_to_string(fx.path("steps/state.json")).unwrap();
+    let state = state.replace("\"step\": 2,", "\"step\": 99999,");
+    fs::write(fx.path("steps/state.json"), state).unwrap();
+    fs::write(fx.path("vocab/vocab.json"), r#"{"chars": " ae"}"#).unwrap();
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(fx.path("vocab/config.json")).unwrap()).unwrap();
+    let vocab_size = config["model_config"]["vocab_size"].as_u64().unwrap();
+
+    let resumed = fx.strata(&["resume", "steps", "--steps", "4"]);
+    let sampled = fx.strata(&["sample", "vocab"]);
+
+    assert_one_error(&resumed, "the checkpoint and state.json disagree");
+    assert_one_error(
+        &sampled,
+        &format!("vocab.json has 3 characters, the model has {vocab_size}"),
+    );
+}
+
+/// Regression: a config file holding a JSON array gave "invalid length 0, expected struct
+/// ConfigFile with 3 elements".
+#[test]
+fn a_config_that_is_not_an_object_says_so() {
+    let fx = Fixture::new();
+    fs::write(fx.path("array.json"), "[]").unwrap();
+
+    let output = fx.strata(&["train", "gpt", "--config", "array.json"]);
+
+    assert_one_error(&output, "must be a JSON object");
+}
+
+/// Regression: options that did nothing were accepted without a word: `--epochs` for gpt, a
+/// `model_config.vocab_size` the data overrode, and a `min_lr` above `lr`.
+#[test]
+fn options_that_would_be_ignored_are_errors() {
+    let fx = Fixture::new();
+    fs::write(
+        fx.path("vocab.json"),
+        r#"{"model_config": {"vocab_size": 5, "n_layer": 1, "n_head": 2, "n_embd": 16,
+            "block_size": 8}}"#,
+    )
+    .unwrap();
+    fs::write(fx.path("min_lr.json"), r#"{"train": {"min_lr": 0.5}}"#).unwrap();
+    let data = ["--data", "text.txt"];
+
+    let epochs = fx.strata(&[&["train", "gpt", "--epochs", "1"][..], &data].concat());
+    let vocab = fx.strata(&[&["train", "gpt", "--config", "vocab.json"][..], &data].concat());
+    let min_lr = fx.strata(&[&["train", "gpt", "--config", "min_lr.json"][..], &data].concat());
+    let eval_iters = fx.strata(&["train", "linreg", "--eval-iters", "3"]);
+
+    assert_one_error(
+        &epochs,
+        "--epochs (train.epochs) applies to lenet and mlp only",
+    );
+    assert_one_error(&vocab, "model_config.vocab_size is 5 but the data has");
+    assert_one_error(&min_lr, "train.min_lr (5e-1) is above train.lr (1e-3)");
+    assert_one_error(
+        &eval_iters,
+        "--eval-iters (train.eval_iters) applies to gpt",
+    );
+}

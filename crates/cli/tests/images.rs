@@ -185,3 +185,52 @@ fn missing_image_data_says_how_to_get_it() {
     );
     assert!(text.contains("--data DIR"), "{text}");
 }
+
+/// Regression: a label byte of 200 silently made 201 classes (and lost Fashion-MNIST's
+/// class names) instead of being reported.
+#[test]
+fn an_out_of_range_label_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(&data);
+    let (_, mut labels) = images(96, 0);
+    labels[5] = 200;
+    write_idx(&data.join("train-labels-idx1-ubyte"), 0x801, &[96], &labels);
+
+    let output = train(tmp.path(), "mlp", "run", "1", &[]);
+
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("training label 200 (example 5) is out of range"),
+        "{text}"
+    );
+    assert!(!tmp.path().join("run").exists());
+}
+
+/// Regression: `strata train lenet --eval-iters N` was accepted and ignored (a classifier
+/// evaluates on the whole test set), and the summary said "data: built-in" for the default
+/// Fashion-MNIST folder; with --data it names the folder.
+#[test]
+fn lenet_rejects_eval_iters_and_names_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(&tmp.path().join("data"));
+
+    let rejected = train(tmp.path(), "lenet", "a", "1", &["--eval-iters", "3"]);
+    let trained = train(tmp.path(), "lenet", "b", "1", &[]);
+
+    assert!(!rejected.status.success());
+    assert!(
+        stderr(&rejected).contains("--eval-iters (train.eval_iters) applies to gpt"),
+        "{}",
+        stderr(&rejected)
+    );
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let data = tmp.path().join("data").canonicalize().unwrap();
+    assert!(
+        stderr(&trained).contains(&format!("data: {} |", data.display())),
+        "{}",
+        stderr(&trained)
+    );
+}

@@ -201,6 +201,20 @@ fn clip_grad_norm(params: &[Var<f32>], max_norm: f64) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Regression: lenet's summary said "data: built-in" although it read the Fashion-MNIST
+    /// folder under /usr/share/datasets.
+    #[test]
+    fn the_data_label_names_the_default_image_folder() {
+        let (model_config, train) = defaults(ModelKind::Lenet);
+        let config = RunConfig {
+            model: ModelKind::Lenet,
+            model_config,
+            train,
+        };
+
+        assert_eq!(data_label(&config), "/usr/share/datasets/fashion-mnist");
+    }
+
     /// Regression: a missing vocab.json was reported as "CharVocab::load: run/vocab.json: No
     /// such file or directory (os error 2): No such file or directory (os error 2)", the cause
     /// twice and an internal function named.
