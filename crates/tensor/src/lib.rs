@@ -28,6 +28,7 @@ mod creation;
 mod element;
 mod elementwise;
 mod error;
+mod fast_math;
 mod index;
 mod index_tensor;
 mod linalg;
