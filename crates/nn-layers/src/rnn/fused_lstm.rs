@@ -132,7 +132,59 @@ struct LstmLayerBackward<T: Element> {
 }
 
 /// The gate activations and cell update of one step, for every row of the batch.
+///
+/// Runs the same code compiled for AVX2 where the CPU has it, so that the `f32` loops
+/// process eight lanes at a time instead of the baseline's four.
 fn lstm_step_forward<T: Element>(
+    xw: &[T],
+    hw: &[T],
+    bias: Option<&[T]>,
+    c_prev: &[T],
+    hidden: usize,
+    gates: &mut [T],
+    cells: &mut [T],
+    tanh_cells: &mut [T],
+    h_out: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            return step_forward_avx2(
+                xw, hw, bias, c_prev, hidden, gates, cells, tanh_cells, h_out,
+            );
+        }
+    }
+    step_forward(
+        xw, hw, bias, c_prev, hidden, gates, cells, tanh_cells, h_out,
+    )
+}
+
+/// [`step_forward`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn step_forward_avx2<T: Element>(
+    xw: &[T],
+    hw: &[T],
+    bias: Option<&[T]>,
+    c_prev: &[T],
+    hidden: usize,
+    gates: &mut [T],
+    cells: &mut [T],
+    tanh_cells: &mut [T],
+    h_out: &mut [T],
+) {
+    step_forward(
+        xw, hw, bias, c_prev, hidden, gates, cells, tanh_cells, h_out,
+    )
+}
+
+/// The body of [`lstm_step_forward`].
+#[inline(always)]
+fn step_forward<T: Element>(
     xw: &[T],
     hw: &[T],
     bias: Option<&[T]>,
@@ -180,6 +232,7 @@ fn lstm_step_forward<T: Element>(
 }
 
 /// `values` seen as `f32`, when `T` is `f32`.
+#[inline(always)]
 fn as_f32<T: Element>(values: &mut [T]) -> Option<&mut [f32]> {
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: `T` is `f32` (the type ids are equal), so the slice already is a `[f32]`.
@@ -191,6 +244,7 @@ fn as_f32<T: Element>(values: &mut [T]) -> Option<&mut [f32]> {
 
 /// The logistic sigmoid of each element: a vectorisable polynomial for `f32`, the standard
 /// library's `exp` otherwise.
+#[inline(always)]
 fn sigmoid_in_place<T: Element>(values: &mut [T]) {
     match as_f32(values) {
         Some(v) => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + exp_f32(-*x))),
@@ -200,6 +254,7 @@ fn sigmoid_in_place<T: Element>(values: &mut [T]) {
 
 /// The hyperbolic tangent of each element: a vectorisable rational form for `f32`, the
 /// standard library's `tanh` otherwise.
+#[inline(always)]
 fn tanh_in_place<T: Element>(values: &mut [T]) {
     match as_f32(values) {
         Some(v) => v.iter_mut().for_each(|x| *x = tanh_f32(*x)),
@@ -255,6 +310,7 @@ fn tanh_f32(x: f32) -> f32 {
 }
 
 /// Logistic sigmoid without overflow for large `|x|`.
+#[inline(always)]
 fn sigmoid<T: Element>(x: T) -> T {
     if x >= T::zero() {
         T::one() / (T::one() + (-x).exp())
@@ -442,6 +498,53 @@ fn lstm_step_backward<T: Element>(
     dc: &mut [T],
     d_gates: &mut [T],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            return step_backward_avx2(
+                grad_h, dh_next, gates, tanh_cells, c_prev, hidden, dc, d_gates,
+            );
+        }
+    }
+    step_backward(
+        grad_h, dh_next, gates, tanh_cells, c_prev, hidden, dc, d_gates,
+    )
+}
+
+/// [`step_backward`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn step_backward_avx2<T: Element>(
+    grad_h: &[T],
+    dh_next: &[T],
+    gates: &[T],
+    tanh_cells: &[T],
+    c_prev: &[T],
+    hidden: usize,
+    dc: &mut [T],
+    d_gates: &mut [T],
+) {
+    step_backward(
+        grad_h, dh_next, gates, tanh_cells, c_prev, hidden, dc, d_gates,
+    )
+}
+
+/// The body of [`lstm_step_backward`].
+#[inline(always)]
+fn step_backward<T: Element>(
+    grad_h: &[T],
+    dh_next: &[T],
+    gates: &[T],
+    tanh_cells: &[T],
+    c_prev: &[T],
+    hidden: usize,
+    dc: &mut [T],
+    d_gates: &mut [T],
+) {
     let gh = 4 * hidden;
     let one = T::one();
     for row in 0..c_prev.len() / hidden {
@@ -453,16 +556,22 @@ fn lstm_step_backward<T: Element>(
             &a[2 * hidden..3 * hidden],
             &a[3 * hidden..],
         );
-        let base = row * hidden;
+        let (da_if, da_go) = da.split_at_mut(2 * hidden);
+        let (da_i, da_f) = da_if.split_at_mut(hidden);
+        let (da_g, da_o) = da_go.split_at_mut(hidden);
+        let span = row * hidden..(row + 1) * hidden;
+        let (grad_h, dh_next) = (&grad_h[span.clone()], &dh_next[span.clone()]);
+        let (tanh_cells, c_prev) = (&tanh_cells[span.clone()], &c_prev[span.clone()]);
+        let dc = &mut dc[span];
         for k in 0..hidden {
-            let dh = grad_h[base + k] + dh_next[base + k];
-            let tc = tanh_cells[base + k];
-            let dc_t = dc[base + k] + dh * o[k] * (one - tc * tc);
-            da[k] = dc_t * g[k] * i[k] * (one - i[k]);
-            da[hidden + k] = dc_t * c_prev[base + k] * f[k] * (one - f[k]);
-            da[2 * hidden + k] = dc_t * i[k] * (one - g[k] * g[k]);
-            da[3 * hidden + k] = dh * tc * o[k] * (one - o[k]);
-            dc[base + k] = dc_t * f[k];
+            let dh = grad_h[k] + dh_next[k];
+            let tc = tanh_cells[k];
+            let dc_t = dc[k] + dh * o[k] * (one - tc * tc);
+            da_i[k] = dc_t * g[k] * i[k] * (one - i[k]);
+            da_f[k] = dc_t * c_prev[k] * f[k] * (one - f[k]);
+            da_g[k] = dc_t * i[k] * (one - g[k] * g[k]);
+            da_o[k] = dh * tc * o[k] * (one - o[k]);
+            dc[k] = dc_t * f[k];
         }
     }
 }
