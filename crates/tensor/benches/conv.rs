@@ -1,11 +1,13 @@
 //! Convolution forward plus backward (input, weight and bias gradients) at the shapes of a
-//! LeNet-5 training step and of a 64-channel 3x3 layer, batch 64, in f32.
+//! LeNet-5 training step and of a 64-channel 3x3 layer, batch 64, in f32; and LeNet's 2x2 max
+//! pooling forward plus backward.
 
 use std::hint::black_box;
 
 use criterion::{criterion_main, Criterion};
 use strata_tensor::{
-    conv2d, conv2d_backward_input, conv2d_backward_weight, Conv2dParams, Generator, Tensor,
+    conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d, max_pool2d_backward,
+    Conv2dParams, Generator, MaxPool2dParams, Tensor,
 };
 
 /// One training step's convolution work: output, then the three gradients.
@@ -52,10 +54,27 @@ fn bench_case(c: &mut Criterion, id: &str, input: &[usize], weight: &[usize], pa
     group.finish();
 }
 
+fn pool_case(c: &mut Criterion, id: &str, input: &[usize]) {
+    let mut gen = Generator::new(0);
+    let x: Tensor<f32> = gen.randn(input);
+    let params = MaxPool2dParams::default();
+    let mut group = c.benchmark_group("max_pool2d");
+    group.sample_size(20);
+    group.bench_function(id, |bench| {
+        bench.iter(|| {
+            let (out, idx) = max_pool2d(black_box(&x), [2, 2], &params).expect("valid shapes");
+            max_pool2d_backward(&out, &idx, x.shape()).expect("valid shapes")
+        })
+    });
+    group.finish();
+}
+
 fn conv_benches(c: &mut Criterion) {
     bench_case(c, "lenet1_fwd_bwd", &[64, 1, 32, 32], &[6, 1, 5, 5], 0);
     bench_case(c, "lenet2_fwd_bwd", &[64, 6, 14, 14], &[16, 6, 5, 5], 0);
     bench_case(c, "c64_3x3_fwd_bwd", &[64, 64, 32, 32], &[64, 64, 3, 3], 1);
+    pool_case(c, "lenet1_fwd_bwd", &[64, 6, 28, 28]);
+    pool_case(c, "lenet2_fwd_bwd", &[64, 16, 10, 10]);
 }
 
 /// The group criterion's harness runs (a private module: the generated function is undocumented).

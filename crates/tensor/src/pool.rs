@@ -116,23 +116,29 @@ pub fn max_pool2d<T: Element>(
     let x = input.contiguous_slice();
     let mut values = vec![T::zero(); win.planes * win.out_plane()];
     let mut indices = vec![0; values.len()];
+    // The taps of every window row and column, computed once rather than filtered per tap.
+    let rows: Vec<TapRange> = (0..win.out_h).map(|oy| win.tap_range(0, oy)).collect();
+    let cols: Vec<TapRange> = (0..win.out_w).map(|ox| win.tap_range(1, ox)).collect();
     let pool_plane = |(out, idx): (&mut [T], &mut [usize]), x_p: &[T]| {
-        let mut at = 0;
-        for oy in 0..win.out_h {
-            for ox in 0..win.out_w {
-                let mut best: Option<(T, usize)> = None;
-                for iy in win.taps(0, oy) {
-                    for ix in win.taps(1, ox) {
-                        let pos = iy * win.in_w + ix;
-                        let v = x_p[pos];
-                        if best.is_none_or(|(m, _)| v > m || v.is_nan()) {
-                            best = Some((v, pos));
-                        }
+        if win.is_dense_2x2() {
+            max_plane_2x2(&win, x_p, out, idx);
+            return;
+        }
+        let (mut out, mut idx) = (out.iter_mut(), idx.iter_mut());
+        for r in &rows {
+            for c in &cols {
+                let mut pos = r.first * win.in_w + c.first;
+                let mut m = x_p[pos];
+                for a in 0..r.count {
+                    let line_at = (r.first + a * r.step) * win.in_w;
+                    let line = &x_p[line_at..][..win.in_w];
+                    for b in 0..c.count {
+                        let ix = c.first + b * c.step;
+                        (m, pos) = scan_max(m, pos, line[ix], line_at + ix);
                     }
                 }
-                let (v, pos) = best.expect("bug: windows were checked to reach the input");
-                (out[at], idx[at]) = (v, pos);
-                at += 1;
+                *out.next().expect("bug: one value per window") = m;
+                *idx.next().expect("bug: one index per window") = pos;
             }
         }
     };
@@ -417,6 +423,72 @@ pub fn adaptive_avg_pool2d_backward<T: Element>(
     Ok(Tensor::from_contiguous(grad_in, input_shape.to_vec()))
 }
 
+/// The input indices one window reads along one axis, padding skipped: `count` indices
+/// from `first`, `step` apart.
+#[derive(Debug, Clone, Copy)]
+struct TapRange {
+    first: usize,
+    count: usize,
+    step: usize,
+}
+
+/// The running maximum `(m, pos)` after scanning value `v` at `at`: `v` takes over when it is
+/// larger or NaN. Written without branches, which random data would mispredict half the time.
+#[inline(always)]
+fn scan_max<T: Element>(m: T, pos: usize, v: T, at: usize) -> (T, usize) {
+    let take = (v > m) | v.is_nan();
+    let mask = usize::from(take).wrapping_neg();
+    (if take { v } else { m }, pos ^ ((pos ^ at) & mask))
+}
+
+/// [`scan_max`] for a value known not to be NaN.
+#[inline(always)]
+fn scan_max_num<T: Element>(m: T, pos: usize, v: T, at: usize) -> (T, usize) {
+    let take = v > m;
+    let mask = usize::from(take).wrapping_neg();
+    (if take { v } else { m }, pos ^ ((pos ^ at) & mask))
+}
+
+/// The first maximum of `v` in order and its position in `at`, NaN the largest when
+/// `nan_aware` (a constant at each call, so each call compiles to straight-line code).
+#[inline(always)]
+fn max_of<T: Element, const K: usize>(v: [T; K], at: [usize; K], nan_aware: bool) -> (T, usize) {
+    let (mut m, mut pos) = (v[0], at[0]);
+    for k in 1..K {
+        (m, pos) = if nan_aware {
+            scan_max(m, pos, v[k], at[k])
+        } else {
+            scan_max_num(m, pos, v[k], at[k])
+        };
+    }
+    (m, pos)
+}
+
+/// [`max_pool2d`] of one plane with 2x2 windows at stride 2, no padding and no dilation.
+fn max_plane_2x2<T: Element>(win: &Window, x_p: &[T], out: &mut [T], idx: &mut [usize]) {
+    let in_w = win.in_w;
+    for (oy, (out_r, idx_r)) in out
+        .chunks_exact_mut(win.out_w)
+        .zip(idx.chunks_exact_mut(win.out_w))
+        .enumerate()
+    {
+        let at0 = 2 * oy * in_w;
+        let (r0, r1) = (&x_p[at0..][..in_w], &x_p[at0 + in_w..][..in_w]);
+        for (ox, (o, i)) in out_r.iter_mut().zip(idx_r.iter_mut()).enumerate() {
+            let (x0, at) = (2 * ox, at0 + 2 * ox);
+            let v = [r0[x0], r0[x0 + 1], r1[x0], r1[x0 + 1]];
+            let at = [at, at + 1, at + in_w, at + in_w + 1];
+            // Without NaNs the plain comparison compiles to a maximum and moves.
+            let (m, pos) = if v.iter().any(|t| t.is_nan()) {
+                max_of(v, at, true)
+            } else {
+                max_of(v, at, false)
+            };
+            (*o, *i) = (m, pos);
+        }
+    }
+}
+
 /// Sizes of a sliding-window pooling, the leading dims folded into `planes`.
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -517,6 +589,14 @@ impl Window {
         self.out_h * self.out_w
     }
 
+    /// 2x2 windows at stride 2 without padding or dilation, LeNet's pooling.
+    fn is_dense_2x2(&self) -> bool {
+        self.kernel == [2, 2]
+            && self.stride == [2, 2]
+            && self.padding == [0, 0]
+            && self.dilation == [1, 1]
+    }
+
     fn parallel(&self) -> bool {
         let work = self.planes * self.out_plane() * self.kernel[0] * self.kernel[1];
         self.planes > 1 && work >= PAR_THRESHOLD && rayon::current_num_threads() > 1
@@ -531,6 +611,20 @@ impl Window {
             .map(move |i| start + i * step)
             .filter(move |&t| t >= pad && t - pad < len)
             .map(move |t| t - pad)
+    }
+
+    /// The taps of window `o` along `axis` as a [`TapRange`]: the same indices as
+    /// [`Window::taps`], in the same order.
+    fn tap_range(&self, axis: usize, o: usize) -> TapRange {
+        let mut taps = self.taps(axis, o);
+        let first = taps
+            .next()
+            .expect("bug: windows were checked to reach the input");
+        TapRange {
+            first,
+            count: 1 + taps.count(),
+            step: self.dilation[axis],
+        }
     }
 
     /// The divisor of window `(oy, ox)` of an average pooling, as PyTorch computes it: the

@@ -314,6 +314,25 @@ fn max_pool2d_propagates_nan_as_the_maximum() {
 }
 
 #[test]
+fn max_pool2d_2x2_windows_take_the_first_tie_and_the_last_nan() {
+    // Windows (row-major taps): [1, 3, 3, 0] tie, [NaN, 2, 5, NaN] two NaNs, [4, 4, 4, 4],
+    // [-1, -2, NaN, -3]; the stride-2 2x2 case has its own kernel.
+    #[rustfmt::skip]
+    let data = vec![
+        1.0, 3.0, f64::NAN, 2.0, 4.0, 4.0, -1.0, -2.0,
+        3.0, 0.0, 5.0, f64::NAN, 4.0, 4.0, f64::NAN, -3.0,
+    ];
+    let x = Tensor::<f64>::from_vec(data, &[1, 2, 8]).expect("ok");
+
+    let (values, indices) = max_pool2d(&x, [2, 2], &MaxPool2dParams::default()).expect("valid");
+
+    let values = values.to_vec();
+    assert_eq!((values[0], values[2]), (3.0, 4.0));
+    assert!(values[1].is_nan() && values[3].is_nan());
+    assert_eq!(indices.as_slice(), &[1, 11, 4, 14]);
+}
+
+#[test]
 fn max_pool2d_padding_acts_as_negative_infinity() {
     let x = Tensor::<f32>::full(&[1, 2, 2], -5.0);
     let params = MaxPool2dParams {
