@@ -319,16 +319,21 @@ fn print_summary(run: &RunDir, config: &RunConfig, task: &dyn Task, what: &str) 
     let t = &config.train;
     eprintln!("{what} {} in {}", config.model, run.path().display());
     eprintln!("model: {}", config.model_config);
+    let schedule = if t.lr_decay_steps == 0 {
+        format!("warm-up {}, then constant", t.warmup_steps)
+    } else {
+        format!(
+            "min {:e}, warm-up {}, decay to step {}",
+            t.min_lr, t.warmup_steps, t.lr_decay_steps
+        )
+    };
     eprintln!(
-        "train: {} steps, batch {}, {} lr {:e} (min {:e}, warm-up {}, decay to step {}), \
-         weight decay {}, clip {}, eval every {} x {}",
+        "train: {} steps, batch {}, {} lr {:e} ({schedule}), weight decay {}, clip {}, eval \
+         every {} x {}",
         t.steps,
         t.batch_size,
         t.optimizer,
         t.lr,
-        t.min_lr,
-        t.warmup_steps,
-        t.lr_decay_steps,
         t.weight_decay,
         t.grad_clip,
         t.eval_interval,

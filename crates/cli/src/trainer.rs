@@ -261,6 +261,15 @@ pub fn load_checkpoint(run: &RunDir, state: &RunState, task: &mut dyn Task) -> R
     let path = run.optim();
     let mut optim = StateDict::<f32>::load(&path)?;
     check_step(&path, optim.metadata.remove(STEP_KEY).as_ref(), state.step)?;
+    for (name, tensor) in &optim.tensors {
+        if tensor.contiguous_slice().iter().any(|v| !v.is_finite()) {
+            bail!(
+                "{}: {name} holds a NaN or an infinity; a checkpoint must hold finite numbers \
+                 only",
+                path.display()
+            );
+        }
+    }
     task.load_optim(&optim)
         .with_context(|| format!("{} does not match the optimizer", path.display()))
 }

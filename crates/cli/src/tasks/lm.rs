@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use strata_autograd::{no_grad, Var};
 use strata_data::corpus::SHAKESPEARE;
@@ -368,7 +368,13 @@ impl LmTask {
                 model.dropout()
             );
         }
-        let data = TextDataset::new(tokens, model.context(), TRAIN_FRACTION).map_err(data_error)?;
+        let source = train.data.as_ref().map_or_else(
+            || "the built-in corpus".to_string(),
+            |p| p.display().to_string(),
+        );
+        let data = TextDataset::new(tokens, model.context(), TRAIN_FRACTION)
+            .map_err(data_error)
+            .with_context(|| format!("cannot train on {source}"))?;
         let (decay, no_decay) = param_groups_for_decay(model.module());
         let optimizer = optimizer(&train, decay, no_decay)?;
 
