@@ -222,10 +222,30 @@ impl<T: Element> Tensor<T> {
             out.extend(self.view().iter().copied());
             return out;
         }
-        for row in self.view().lanes(ndarray::Axis(rank - 1)) {
-            match row.as_slice() {
-                Some(s) => out.extend_from_slice(s),
-                None => out.extend(row.iter().copied()),
+        // Unit stride on the last dim: copy each row as a slice, walking the leading dims
+        // with an odometer (ndarray's dynamic-rank lane iterator costs more than a short row).
+        let n = self.shape[rank - 1];
+        if n == 0 || self.numel() == 0 {
+            return out;
+        }
+        let src = self
+            .storage
+            .as_slice()
+            .expect("bug: storage is always contiguous");
+        let lead = &self.shape[..rank - 1];
+        let lead_strides = &self.strides[..rank - 1];
+        let mut index = vec![0usize; lead.len()];
+        let mut base = self.offset;
+        for _ in 0..self.numel() / n {
+            out.extend_from_slice(&src[base..base + n]);
+            for d in (0..lead.len()).rev() {
+                index[d] += 1;
+                base += lead_strides[d];
+                if index[d] < lead[d] {
+                    break;
+                }
+                base -= lead_strides[d] * lead[d];
+                index[d] = 0;
             }
         }
         out
@@ -414,6 +434,12 @@ mod tests {
             base.permute(&[1, 0, 3, 2]).unwrap(),
             base.slice(2, 1, 40, 3).unwrap(),
             base.transpose(0, 2).unwrap(),
+            base.permute(&[0, 2, 1, 3]).unwrap(),
+            base.narrow(3, 5, 10).unwrap().narrow(1, 1, 2).unwrap(),
+            base.narrow(0, 1, 1)
+                .unwrap()
+                .broadcast_to(&[4, 3, 40, 37])
+                .unwrap(),
         ];
 
         for view in &views {
