@@ -150,8 +150,8 @@ pub struct ResumeArgs {
 pub struct SampleArgs {
     /// The run folder.
     pub run_dir: PathBuf,
-    /// Text to continue; default: a newline.
-    #[arg(long, default_value = "\n")]
+    /// Text to continue; default: a newline. It may start with a hyphen.
+    #[arg(long, default_value = "\n", allow_hyphen_values = true)]
     pub prompt: String,
     /// Characters to generate; they are printed as they come.
     #[arg(long, default_value_t = 500, value_parser = count)]
