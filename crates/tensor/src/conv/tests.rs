@@ -153,6 +153,32 @@ proptest! {
     }
 }
 
+#[test]
+fn dense_conv2d_with_long_rows_matches_direct_loops_and_its_adjoints() {
+    // Stride 1, no padding, no dilation and output rows of 11 and 12 (over the 8-element
+    // pieces the unfold copies in): LeNet's kind of layer, which has its own unfold.
+    let mut gen = Generator::new(7);
+    let x: Tensor<f64> = gen.randn(&[3, 2, 14, 15]);
+    let w: Tensor<f64> = gen.randn(&[4, 2, 3, 5]);
+    let bias: Tensor<f64> = gen.randn(&[4]);
+    let params = Conv2dParams::default();
+
+    let out = conv2d(&x, &w, Some(&bias), &params).expect("valid");
+    let g: Tensor<f64> = gen.randn(out.shape());
+    let grad_x = conv2d_backward_input(&g, &w, x.shape(), &params).expect("valid");
+    let grad_w = conv2d_backward_weight(&g, &x, w.shape(), &params).expect("valid");
+
+    assert_eq!(out.shape(), &[3, 4, 12, 11]);
+    assert_close(
+        &out.to_vec(),
+        &direct_conv2d(&x, &w, Some(&bias), &params),
+        1e-12,
+    );
+    let forward = dot(&conv2d(&x, &w, None, &params).expect("valid"), &g);
+    assert!((dot(&x, &grad_x) - forward).abs() <= 1e-10 * (1.0 + forward.abs()));
+    assert!((dot(&w, &grad_w) - forward).abs() <= 1e-10 * (1.0 + forward.abs()));
+}
+
 fn fd_case() -> Vec<(Vec<usize>, Vec<usize>, Conv2dParams)> {
     vec![
         (vec![2, 2, 5, 4], vec![3, 2, 3, 2], Conv2dParams::default()),
