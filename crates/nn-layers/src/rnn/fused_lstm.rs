@@ -245,7 +245,7 @@ fn as_f32<T: Element>(values: &mut [T]) -> Option<&mut [f32]> {
 /// The logistic sigmoid of each element: a vectorisable polynomial for `f32`, the standard
 /// library's `exp` otherwise.
 #[inline(always)]
-fn sigmoid_in_place<T: Element>(values: &mut [T]) {
+pub(super) fn sigmoid_in_place<T: Element>(values: &mut [T]) {
     match as_f32(values) {
         Some(v) => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + exp_f32(-*x))),
         None => values.iter_mut().for_each(|x| *x = sigmoid(*x)),
@@ -255,7 +255,7 @@ fn sigmoid_in_place<T: Element>(values: &mut [T]) {
 /// The hyperbolic tangent of each element: a vectorisable rational form for `f32`, the
 /// standard library's `tanh` otherwise.
 #[inline(always)]
-fn tanh_in_place<T: Element>(values: &mut [T]) {
+pub(super) fn tanh_in_place<T: Element>(values: &mut [T]) {
     match as_f32(values) {
         Some(v) => v.iter_mut().for_each(|x| *x = tanh_f32(*x)),
         None => values.iter_mut().for_each(|x| *x = x.tanh()),

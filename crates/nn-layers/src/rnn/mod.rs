@@ -5,9 +5,11 @@
 //! Each layer and direction first multiplies the whole input sequence by `W_ih^T` in one
 //! matrix product (input bias added, and for RNN and LSTM the hidden bias too); each time
 //! step then costs one `(N, H) x (H, G H)` product with `W_hh^T` and a few elementwise ops.
-//! An LSTM without projection runs each layer and direction as one recorded op with a
-//! hand-written backward (see `fused_lstm`); the other cells record their steps op by op.
+//! An LSTM without projection and a GRU run each layer and direction as one recorded op
+//! with a hand-written backward (see `fused_lstm` and `fused_gru`); the plain RNN and the
+//! projected LSTM record their steps op by op.
 
+mod fused_gru;
 mod fused_lstm;
 
 use std::sync::Mutex;
@@ -435,6 +437,17 @@ impl<T: Element> Stack<T> {
             let run = fused_lstm::lstm_layer(&xw, &w.w_hh, biases, &h, c0, reverse)?;
             return Ok((run.out, run.h_n, Some(run.c_n)));
         }
+        if self.cell == Cell::Gru {
+            let mut xw = xs
+                .reshape(&[seq_len * batch, features])?
+                .matmul(&w.w_ih.transpose(0, 1)?)?;
+            if let Some(b_ih) = &w.b_ih {
+                xw = xw.add(b_ih)?;
+            }
+            let xw = xw.reshape(&[seq_len, batch, gh])?;
+            let (out, h_n) = fused_gru::gru_layer(&xw, &w.w_hh, w.b_hh.as_ref(), &h, reverse)?;
+            return Ok((out, h_n, None));
+        }
 
         // All input projections at once: (L N, H_in) x (H_in, G H).
         let mut xw = xs
@@ -443,15 +456,10 @@ impl<T: Element> Stack<T> {
         if let Some(b_ih) = &w.b_ih {
             xw = xw.add(b_ih)?;
         }
-        // The hidden bias adds to every step alike, except GRU's n gate where r scales it.
-        let step_bias = match (self.cell, &w.b_hh) {
-            (Cell::Gru, b_hh) => b_hh.clone(),
-            (_, Some(b_hh)) => {
-                xw = xw.add(b_hh)?;
-                None
-            }
-            (_, None) => None,
-        };
+        // The hidden bias adds to every step alike.
+        if let Some(b_hh) = &w.b_hh {
+            xw = xw.add(b_hh)?;
+        }
         let mut steps = Vec::with_capacity(seq_len);
         split_steps(&xw.reshape(&[seq_len, batch, gh])?, &mut steps)?;
         let w_hh_t = w.w_hh.transpose(0, 1)?;
@@ -487,19 +495,7 @@ impl<T: Element> Stack<T> {
                     }
                     c = Some(c_new);
                 }
-                Cell::Gru => {
-                    let hw = match &step_bias {
-                        Some(b) => hw.add(b)?,
-                        None => hw,
-                    };
-                    let xg = x_t.chunk(3, 1)?;
-                    let hg = hw.chunk(3, 1)?;
-                    let r = xg[0].add(&hg[0])?.sigmoid();
-                    let z = xg[1].add(&hg[1])?.sigmoid();
-                    let n = xg[2].add(&r.mul(&hg[2])?)?.tanh();
-                    // h' = (1 - z) n + z h = n + z (h - n)
-                    h = n.add(&z.mul(&h.sub(&n)?)?)?;
-                }
+                Cell::Gru => unreachable!("bug: a GRU runs as one fused op"),
             }
             outputs[t] = Some(h.clone());
         }
