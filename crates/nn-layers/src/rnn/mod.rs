@@ -5,12 +5,13 @@
 //! Each layer and direction first multiplies the whole input sequence by `W_ih^T` in one
 //! matrix product (input bias added, and for RNN and LSTM the hidden bias too); each time
 //! step then costs one `(N, H) x (H, G H)` product with `W_hh^T` and a few elementwise ops.
-//! An LSTM without projection and a GRU run each layer and direction as one recorded op
-//! with a hand-written backward (see `fused_lstm` and `fused_gru`); the plain RNN and the
-//! projected LSTM record their steps op by op.
+//! Each layer and direction of an RNN, a GRU or an LSTM without projection runs as one
+//! recorded op with a hand-written backward (see `fused_rnn`, `fused_gru`, `fused_lstm`);
+//! only the projected LSTM records its steps op by op.
 
 mod fused_gru;
 mod fused_lstm;
+mod fused_rnn;
 
 use std::sync::Mutex;
 
@@ -460,6 +461,11 @@ impl<T: Element> Stack<T> {
         if let Some(b_hh) = &w.b_hh {
             xw = xw.add(b_hh)?;
         }
+        if let Cell::Rnn(act) = self.cell {
+            let xw = xw.reshape(&[seq_len, batch, gh])?;
+            let (out, h_n) = fused_rnn::rnn_layer(&xw, &w.w_hh, &h, act, reverse)?;
+            return Ok((out, h_n, None));
+        }
         let mut steps = Vec::with_capacity(seq_len);
         split_steps(&xw.reshape(&[seq_len, batch, gh])?, &mut steps)?;
         let w_hh_t = w.w_hh.transpose(0, 1)?;
@@ -474,13 +480,6 @@ impl<T: Element> Stack<T> {
             let x_t = &steps[t];
             let hw = h.matmul(&w_hh_t)?;
             match self.cell {
-                Cell::Rnn(act) => {
-                    let pre = x_t.add(&hw)?;
-                    h = match act {
-                        Nonlinearity::Tanh => pre.tanh(),
-                        Nonlinearity::Relu => pre.relu(),
-                    };
-                }
                 Cell::Lstm => {
                     let gates = x_t.add(&hw)?.chunk(4, 1)?;
                     let i = gates[0].sigmoid();
@@ -495,7 +494,7 @@ impl<T: Element> Stack<T> {
                     }
                     c = Some(c_new);
                 }
-                Cell::Gru => unreachable!("bug: a GRU runs as one fused op"),
+                Cell::Rnn(_) | Cell::Gru => unreachable!("bug: RNN and GRU run as one fused op"),
             }
             outputs[t] = Some(h.clone());
         }
