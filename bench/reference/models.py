@@ -252,7 +252,7 @@ def main():
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         run = WORKLOADS[args.workload]()
-        warm, target = (0.5, 2.0) if args.quick else (1.0, 4.0)
+        warm, target = (0.5, 2.0) if args.quick else (0.5, 3.0)
         median, runs = measure(run, warm, target, 5)
         print(json.dumps({"workload": args.workload, "impl": "torch", "threads": threads,
                           "median_s": median, "runs": runs}))
