@@ -86,7 +86,48 @@ struct GruLayerBackward<T: Element> {
 }
 
 /// The gates and state update of one step, for every row of the batch.
+///
+/// Runs the same code compiled for AVX2 where the CPU has it, as the LSTM step does.
 fn gru_step_forward<T: Element>(
+    xw: &[T],
+    hw: &[T],
+    bias: Option<&[T]>,
+    h_prev: &[T],
+    hidden: usize,
+    saved: &mut [T],
+    h_out: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe {
+            return step_forward_avx2(xw, hw, bias, h_prev, hidden, saved, h_out);
+        }
+    }
+    step_forward(xw, hw, bias, h_prev, hidden, saved, h_out)
+}
+
+/// [`step_forward`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn step_forward_avx2<T: Element>(
+    xw: &[T],
+    hw: &[T],
+    bias: Option<&[T]>,
+    h_prev: &[T],
+    hidden: usize,
+    saved: &mut [T],
+    h_out: &mut [T],
+) {
+    step_forward(xw, hw, bias, h_prev, hidden, saved, h_out)
+}
+
+/// The body of [`gru_step_forward`].
+#[inline(always)]
+fn step_forward<T: Element>(
     xw: &[T],
     hw: &[T],
     bias: Option<&[T]>,
