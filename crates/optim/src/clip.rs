@@ -95,7 +95,11 @@ pub fn clip_grad_norm_with<'a, T: Element>(
     let mut total = 0.0f64;
     for param in &params {
         let grad = param.grad().expect("bug: filtered on having a gradient");
-        let norm = vector_norm(&grad.contiguous_slice(), p);
+        // Memory order: a transposed weight gradient is summed where it lies, not copied.
+        let norm = match grad.as_slice_memory_order() {
+            Some(xs) => vector_norm(xs, p),
+            None => vector_norm(&grad.contiguous_slice(), p),
+        };
         total = if p == f64::INFINITY {
             nan_max(total, norm)
         } else {
@@ -203,7 +207,7 @@ fn scale_grad<T: Element>(param: &Var<T>, f: impl Fn(&mut T)) {
     // not copy the buffer.
     param.set_grad(None);
     let mut grad: Tensor<T> = grad;
-    grad.data_mut().iter_mut().for_each(f);
+    grad.data_mut_memory_order().iter_mut().for_each(f);
     param.set_grad(Some(grad));
 }
 

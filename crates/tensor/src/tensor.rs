@@ -202,6 +202,63 @@ impl<T: Element> Tensor<T> {
         }
     }
 
+    /// Whether the view covers a dense block of memory with no gaps or repeats: row-major
+    /// order or any permutation of it, such as a transpose.
+    pub fn is_dense(&self) -> bool {
+        if self.numel() == 0 {
+            return true;
+        }
+        let mut dims: Vec<(usize, usize)> = self
+            .strides
+            .iter()
+            .zip(&self.shape)
+            .filter(|&(_, &n)| n != 1)
+            .map(|(&s, &n)| (s, n))
+            .collect();
+        dims.sort_unstable();
+        let mut expected = 1;
+        for (s, n) in dims {
+            if s != expected {
+                return false;
+            }
+            expected *= n;
+        }
+        true
+    }
+
+    /// The elements in memory order, when the view is dense ([`Tensor::is_dense`]).
+    ///
+    /// Work that does not depend on the order of the elements (a sum of squares, scaling
+    /// each element) can run over this slice and skip the copy that a transposed view needs
+    /// to become row-major. For a contiguous tensor it is [`Tensor::as_slice`].
+    pub fn as_slice_memory_order(&self) -> Option<&[T]> {
+        if self.is_dense() {
+            let all = self
+                .storage
+                .as_slice()
+                .expect("bug: storage is always contiguous");
+            Some(&all[self.offset..self.offset + self.numel()])
+        } else {
+            None
+        }
+    }
+
+    /// The elements as a mutable slice in memory order, for in-place updates that do not
+    /// depend on element order.
+    ///
+    /// A dense view that owns its whole buffer (a transposed gradient, say) is updated where
+    /// it lies; anything else is first copied as [`Tensor::data_mut`] does, and the slice is
+    /// then row-major. Shared buffers are copied first (copy-on-write), as there.
+    pub fn data_mut_memory_order(&mut self) -> &mut [T] {
+        let whole = self.offset == 0 && self.storage.len() == self.numel();
+        if !(whole && self.is_dense()) {
+            return self.data_mut();
+        }
+        self.storage
+            .as_slice_mut()
+            .expect("bug: storage is always contiguous")
+    }
+
     /// The elements in row-major order, borrowed when contiguous and copied otherwise.
     pub fn contiguous_slice(&self) -> std::borrow::Cow<'_, [T]> {
         match self.as_slice() {
@@ -455,5 +512,51 @@ mod tests {
             .unwrap()
             .item()
             .is_err());
+    }
+
+    #[test]
+    fn memory_order_slices_cover_dense_views_only() {
+        let base = Tensor::from_vec((0..24).map(f64::from).collect(), &[2, 3, 4]).unwrap();
+        let transposed = base.permute(&[2, 0, 1]).unwrap();
+        let sliced = base.narrow(2, 1, 2).unwrap();
+        let repeated = base
+            .narrow(0, 0, 1)
+            .unwrap()
+            .broadcast_to(&[3, 3, 4])
+            .unwrap();
+
+        assert!(transposed.is_dense() && !transposed.is_contiguous());
+        assert_eq!(
+            transposed.as_slice_memory_order().unwrap(),
+            base.as_slice().unwrap()
+        );
+        assert!(!sliced.is_dense() && sliced.as_slice_memory_order().is_none());
+        assert!(!repeated.is_dense());
+    }
+
+    #[test]
+    fn data_mut_memory_order_updates_a_transpose_in_place_and_copies_shared_buffers() {
+        let base = Tensor::from_vec((0..6).map(f64::from).collect(), &[2, 3]).unwrap();
+        let mut alone = base
+            .transpose(0, 1)
+            .unwrap()
+            .contiguous()
+            .transpose(0, 1)
+            .unwrap();
+        let mut shared = base.transpose(0, 1).unwrap();
+
+        alone
+            .data_mut_memory_order()
+            .iter_mut()
+            .for_each(|x| *x *= 2.0);
+        shared
+            .data_mut_memory_order()
+            .iter_mut()
+            .for_each(|x| *x *= 2.0);
+
+        assert!(!alone.is_contiguous());
+        assert_eq!(alone.to_vec(), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(shared.to_vec(), vec![0.0, 6.0, 2.0, 8.0, 4.0, 10.0]);
+        assert_eq!(base.to_vec(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 }
