@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 
-use ndarray::IxDyn;
 use rayon::prelude::*;
 
 use crate::element::Element;
@@ -136,12 +135,52 @@ pub(super) fn blocks<'a, T: Element>(x: &'a Tensor<T>, axes: &[usize]) -> Blocks
     }
     let kept: Vec<usize> = (0..shape.len()).filter(|a| !active.contains(a)).collect();
     let order: Vec<usize> = kept.iter().chain(&active).copied().collect();
-    let permuted = x.view().permuted_axes(IxDyn(&order));
     Blocks {
-        data: Cow::Owned(permuted.iter().copied().collect()),
+        data: Cow::Owned(permuted_copy(&x.contiguous_slice(), shape, &order)),
         outer: kept.iter().map(|&a| shape[a]).product(),
         len: active.iter().map(|&a| shape[a]).product(),
         inner: 1,
+    }
+}
+
+/// The row-major `src` of `shape` copied into the row-major order of its axes listed as
+/// `order`: whole runs of the trailing axes that `order` leaves in place are moved at once.
+fn permuted_copy<T: Element>(src: &[T], shape: &[usize], order: &[usize]) -> Vec<T> {
+    if src.is_empty() {
+        return Vec::new();
+    }
+    let rank = shape.len();
+    let mut in_place = 0;
+    while in_place < rank && order[rank - 1 - in_place] == rank - 1 - in_place {
+        in_place += 1;
+    }
+    let run = numel(&shape[rank - in_place..]);
+    let mut strides = vec![1; rank];
+    for a in (0..rank.saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * shape[a + 1];
+    }
+    let moved = &order[..rank - in_place];
+    let mut out = Vec::with_capacity(src.len());
+    let mut index = vec![0; moved.len()];
+    loop {
+        let at: usize = moved
+            .iter()
+            .zip(&index)
+            .map(|(&a, &i)| i * strides[a])
+            .sum();
+        out.extend_from_slice(&src[at..at + run]);
+        let mut d = moved.len();
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            index[d] += 1;
+            if index[d] < shape[moved[d]] {
+                break;
+            }
+            index[d] = 0;
+        }
     }
 }
 
