@@ -13,7 +13,9 @@ line per thread count: {"workload", "impl": "torch", "threads", "median_s", "run
 - generate/gpt_char_500: 500 tokens from the char GPT (random weights), nanoGPT's `generate`
   with full recompute of the cropped context each token (no KV cache).
 - attention/sdpa_causal_{256,1024,4096}: F.scaled_dot_product_attention(is_causal=True) forward
-  and backward at (1, 4, seq, 32).
+  and backward at (1, 8, seq, 64).
+- conv2d/{lenet1,lenet2,c64_3x3}_fwd_bwd: F.conv2d forward, then the input, weight and bias
+  gradients, batch 64: 1x32x32 -> 6 (5x5), 6x14x14 -> 16 (5x5), 64x32x32 -> 64 (3x3, padding 1).
 
 usage: python3 models.py --workload train/gpt_char_b12 --threads 1
        python3 models.py --list
@@ -201,12 +203,30 @@ def generate():
 def attention(seq):
     def make():
         g = torch.Generator().manual_seed(0)
-        q, k, v = (torch.randn(1, 4, seq, 32, generator=g).requires_grad_() for _ in range(3))
-        grad = torch.randn(1, 4, seq, 32, generator=g)
+        q, k, v = (torch.randn(1, 8, seq, 64, generator=g).requires_grad_() for _ in range(3))
+        grad = torch.randn(1, 8, seq, 64, generator=g)
 
         def step():
             F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(grad)
             q.grad = k.grad = v.grad = None
+
+        return step
+
+    return make
+
+
+def conv(input_shape, weight_shape, padding):
+    def make():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(*input_shape, generator=g).requires_grad_()
+        w = torch.randn(*weight_shape, generator=g).requires_grad_()
+        b = torch.randn(weight_shape[0], generator=g).requires_grad_()
+        out_shape = F.conv2d(x, w, b, padding=padding).shape
+        grad = torch.randn(*out_shape, generator=g)
+
+        def step():
+            F.conv2d(x, w, b, padding=padding).backward(grad)
+            x.grad = w.grad = b.grad = None
 
         return step
 
@@ -221,6 +241,9 @@ WORKLOADS = {
     "attention/sdpa_causal_256": attention(256),
     "attention/sdpa_causal_1024": attention(1024),
     "attention/sdpa_causal_4096": attention(4096),
+    "conv2d/lenet1_fwd_bwd": conv((64, 1, 32, 32), (6, 1, 5, 5), 0),
+    "conv2d/lenet2_fwd_bwd": conv((64, 6, 14, 14), (16, 6, 5, 5), 0),
+    "conv2d/c64_3x3_fwd_bwd": conv((64, 64, 32, 32), (64, 64, 3, 3), 1),
 }
 
 

@@ -1,5 +1,5 @@
-//! Causal scaled dot-product attention, forward and backward, at batch 1, 4 heads, head dim
-//! 32 in f32, for sequences of 256, 1024 and 4096 (the default kernel choice, which is the
+//! Causal scaled dot-product attention, forward and backward, at batch 1, 8 heads, head dim
+//! 64 in f32, for sequences of 256, 1024 and 4096 (the default kernel choice, which is the
 //! tiled kernel at these lengths); `bench/reference/models.py` times PyTorch's
 //! `F.scaled_dot_product_attention(q, k, v, is_causal=True)` with the same shapes.
 //!
@@ -22,7 +22,7 @@ fn attention(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     for seq in SEQS {
         let mut gen = Generator::new(0);
-        let shape = [1, 4, seq, 32];
+        let shape = [1, 8, seq, 64];
         let q = Var::parameter(gen.randn::<f32>(&shape));
         let k = Var::parameter(gen.randn::<f32>(&shape));
         let v = Var::parameter(gen.randn::<f32>(&shape));

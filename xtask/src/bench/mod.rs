@@ -132,7 +132,21 @@ pub fn workloads() -> Vec<Workload> {
     };
     // FlashAttention's count for causal attention, forward and backward: the forward does
     // 4 S^2 D per head (two products), the backward 2.5 times that, causality halves both.
-    let attention = |id, seq: f64| model(id, "attention", 7.0 * seq * seq * 32.0 * 4.0, "FLOP");
+    // Batch 1, 8 heads of dimension 64.
+    let attention = |id, seq: f64| model(id, "attention", 7.0 * seq * seq * 64.0 * 8.0, "FLOP");
+    // Forward, input and weight gradients: three products of 2 * N * OH * OW * O * C * KH * KW.
+    let conv = |id, flop: f64| Workload {
+        id,
+        package: "strata-tensor",
+        bench: "conv",
+        reference: Some((MODELS, id)),
+        work: Some(Work {
+            amount: flop,
+            unit: "FLOP",
+        }),
+    };
+    let conv_flop =
+        |n: f64, c: f64, o: f64, out: f64, k: f64| 3.0 * 2.0 * n * out * out * o * c * k * k;
     let sixteen_mi = f64::from(1u32 << 24);
     vec![
         gemm("gemm/256", 256.0, 256.0, 256.0),
@@ -161,13 +175,18 @@ pub fn workloads() -> Vec<Workload> {
                 unit: "FLOP",
             }),
         },
-        Workload {
-            id: "conv2d/lenet1_fwd_bwd",
-            package: "strata-tensor",
-            bench: "conv",
-            reference: None,
-            work: None,
-        },
+        conv(
+            "conv2d/lenet1_fwd_bwd",
+            conv_flop(64.0, 1.0, 6.0, 28.0, 5.0),
+        ),
+        conv(
+            "conv2d/lenet2_fwd_bwd",
+            conv_flop(64.0, 6.0, 16.0, 10.0, 5.0),
+        ),
+        conv(
+            "conv2d/c64_3x3_fwd_bwd",
+            conv_flop(64.0, 64.0, 64.0, 32.0, 3.0),
+        ),
         // Language-model steps count batch * context tokens per step.
         model("train/gpt_char_b12", "train", 12.0 * 64.0, "tokens"),
         model("train/lenet_b64", "train", 64.0, "images"),
