@@ -264,7 +264,11 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         ..system_info()
     };
     let report_path = root.join(REPORT);
-    fs::write(&report_path, report::markdown(&rows, &info))
+    // The hand-written reading of the figures is kept across runs.
+    let previous = fs::read_to_string(&report_path).unwrap_or_default();
+    let mut text = report::markdown(&rows, &info);
+    text.push_str(report::kept_notes(&previous));
+    fs::write(&report_path, text)
         .with_context(|| format!("cannot write {}", report_path.display()))?;
     eprintln!("bench: wrote {REPORT}");
     fail_on_errors(&rows)

@@ -93,7 +93,19 @@ pub fn text_table(rows: &[Row]) -> String {
     out
 }
 
-/// The full text of `docs/benchmarks.md`.
+/// The heading from which `docs/benchmarks.md` is written by hand and kept by the runner.
+pub const NOTES_HEADING: &str = "## Against the goals";
+
+/// The hand-written part of a previous report: from [`NOTES_HEADING`] to the end, with a
+/// blank line before it; empty if there is none.
+pub fn kept_notes(previous: &str) -> &str {
+    match previous.find(&format!("\n{NOTES_HEADING}")) {
+        Some(at) => &previous[at..],
+        None => "",
+    }
+}
+
+/// The full text of `docs/benchmarks.md`, up to the hand-written notes.
 pub fn markdown(rows: &[Row], info: &SystemInfo) -> String {
     let mut out = String::from("# Benchmarks\n\n");
     out.push_str(
@@ -314,6 +326,17 @@ mod tests {
         assert!(text.contains("- reference: torch 2.0, numpy 1.0"));
         assert!(text.contains("| gemm/512 | 1 | 2.00 ms | 1.00 ms | 134 GFLOP/s | 0.50x |"));
         assert!(text.lines().all(|l| !l.ends_with(' ')));
+    }
+
+    #[test]
+    fn hand_written_notes_survive_a_rewrite() {
+        let previous = "# Benchmarks\n\n| old table |\n\n## Against the goals\n\nGPT: 1.2x.\n";
+
+        assert_eq!(
+            kept_notes(previous),
+            "\n## Against the goals\n\nGPT: 1.2x.\n"
+        );
+        assert_eq!(kept_notes("# Benchmarks\n\nno notes\n"), "");
     }
 
     #[test]
