@@ -51,7 +51,13 @@ proptest! {
         batch_first in any::<bool>(),
         seed in 0u64..1000,
     ) {
-        let config = RecurrentConfig { num_layers, bias, bidirectional, batch_first, ..Default::default() };
+        let config = RecurrentConfig {
+            num_layers,
+            bias,
+            bidirectional,
+            batch_first,
+            ..Default::default()
+        };
         let mut gen = Generator::new(seed);
         let lstm = Lstm::<f64>::new(input_size, hidden, config, &mut gen).unwrap();
         let layers = num_layers * if bidirectional { 2 } else { 1 };
