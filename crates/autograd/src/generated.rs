@@ -1404,7 +1404,8 @@ impl<T: Element> Var<T> {
     /// Adds the entries of `src` into the entries of `dim` listed in `index` (repeats add up).
     ///
     /// ```text
-    /// y = x;  y[.., index[i], ..] += src[.., i, ..]     dx = dy,  dsrc = dy.index_select(dim, index)
+    /// y = x;  y[.., index[i], ..] += src[.., i, ..]
+    /// dx = dy;  dsrc = dy.index_select(dim, index)
     /// ```
     ///
     /// # Errors
@@ -1438,7 +1439,8 @@ impl<T: Element> Var<T> {
     /// ```
     ///
     /// # Errors
-    /// If the ranks differ, `index` is larger than the input outside `dim`, or an index is out of range.
+    /// If the ranks differ, `index` is larger than the input outside `dim`, or an index is out of
+    /// range.
     pub fn gather(&self, dim: isize, index: &IndexTensor) -> Result<Var<T>> {
         let forward_output = {
             let input: &Tensor<T> = &self.value();
