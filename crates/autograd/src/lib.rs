@@ -11,6 +11,9 @@
 //! with [`BackwardOptions::create_graph`] can itself be differentiated (Hessian-vector
 //! products, gradient penalties).
 //!
+//! [`safetensors_file`] writes safetensors files with a canonical header, so that the state
+//! dicts and optimizer states the crates above save are the same bytes for the same state.
+//!
 //! ```
 //! use strata_autograd::Var;
 //! use strata_tensor::Tensor;
@@ -33,6 +36,7 @@ mod mode;
 mod multi;
 mod norm;
 mod rules;
+pub mod safetensors_file;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod var;

@@ -1,8 +1,9 @@
 //! Checkpoints: named `f32` tensors in safetensors files, written atomically, and loading them
 //! back into a model's parameters with every name and shape checked.
 //!
-//! The header of every file written here has its keys in sorted order (see
-//! [`stable_header`]), so the same tensors and metadata always give the same bytes.
+//! Every file written here has a canonical header (see
+//! [`strata_autograd::safetensors_file::serialize`]), so the same tensors and metadata always
+//! give the same bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use strata_autograd::Var;
+use strata_autograd::{safetensors_file, Var};
 use strata_tensor::Tensor;
 
 use crate::fsutil::write_atomic;
@@ -43,48 +44,9 @@ pub fn save_tensors(
             bail!("{}: two tensors are named {name}", path.display());
         }
     }
-    let metadata: HashMap<String, String> = metadata.into_iter().collect();
-    let bytes = safetensors::serialize(views, Some(metadata))
+    let bytes = safetensors_file::serialize(views, &metadata)
         .with_context(|| format!("cannot encode {}", path.display()))?;
-    write_atomic(path, &stable_header(bytes)?)
-}
-
-/// Rewrites the JSON header of safetensors `bytes` with its keys sorted (the tensor entries
-/// and the `__metadata__` map alike), padded with spaces to a multiple of 8 bytes as the
-/// format asks; the tensor data is unchanged.
-///
-/// The safetensors crate writes the metadata from a `HashMap`, whose order changes from one
-/// map to the next, so without this the same checkpoint could be written as different bytes.
-///
-/// # Errors
-/// If `bytes` is not a safetensors file.
-pub fn stable_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
-    let corrupt = || anyhow::anyhow!("bug: an encoded safetensors header does not parse");
-    let len_bytes: [u8; 8] = bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(corrupt)?;
-    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| corrupt())?;
-    let end = 8usize.checked_add(len).ok_or_else(corrupt)?;
-    let header = bytes.get(8..end).ok_or_else(corrupt)?;
-    let mut entries: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|_| corrupt())?;
-    if let Some(metadata) = entries.remove("__metadata__") {
-        let sorted: BTreeMap<String, String> =
-            serde_json::from_value(metadata).map_err(|_| corrupt())?;
-        let object = sorted
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        entries.insert("__metadata__".into(), serde_json::Value::Object(object));
-    }
-    let mut header = serde_json::to_vec(&entries).map_err(|_| corrupt())?;
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - end);
-    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&bytes[end..]);
-    Ok(out)
+    write_atomic(path, &bytes)
 }
 
 /// The tensors and metadata of a safetensors file written by [`save_tensors`].

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use strata_optim::StateDict;
 use strata_tensor::Tensor;
 
-use crate::checkpoint::{load_tensors, save_tensors, stable_header, TensorFile};
+use crate::checkpoint::{load_tensors, save_tensors, TensorFile};
 use crate::config::{RunConfig, TrainConfig};
 use crate::fsutil::write_atomic;
 use crate::plot::write_loss_plot;
@@ -301,7 +301,7 @@ pub fn save_checkpoint(run: &RunDir, state: &RunState, task: &dyn Task) -> Resul
     optim_state
         .metadata
         .insert(STEP_KEY.into(), state.step.to_string());
-    write_atomic(&pending(&optim), &stable_header(optim_state.to_bytes())?)?;
+    write_atomic(&pending(&optim), &optim_state.to_bytes())?;
     run.write_state(state)?;
     for path in [model, optim] {
         fs::rename(pending(&path), &path)

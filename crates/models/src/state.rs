@@ -4,12 +4,12 @@
 //! name and shape and reports all problems at once; tied parameters (one variable under two
 //! names, like GPT's `lm_head.weight` and `transformer.wte.weight`) load from either name.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use strata_autograd::Var;
+use strata_autograd::{safetensors_file, Var};
 use strata_tensor::{DType, Element, Tensor};
 
 use crate::error::{ModelError, Result};
@@ -93,7 +93,8 @@ pub(crate) fn read_safetensors<T: Element>(path: &Path) -> Result<HashMap<String
     Ok(out)
 }
 
-/// Writes named tensors to a safetensors file, in `T`'s dtype.
+/// Writes named tensors to a safetensors file, in `T`'s dtype, with a canonical header (see
+/// [`safetensors_file::serialize`]).
 pub(crate) fn write_safetensors<T: Element>(
     path: &Path,
     named: &[(String, Tensor<T>)],
@@ -127,7 +128,8 @@ pub(crate) fn write_safetensors<T: Element>(
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| file_err(e.to_string()))?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| file_err(e.to_string()))?;
+    let bytes = safetensors_file::serialize(views, &BTreeMap::new())
+        .map_err(|e| file_err(e.to_string()))?;
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, bytes).map_err(|e| file_err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| file_err(e.to_string()))

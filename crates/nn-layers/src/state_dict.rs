@@ -5,14 +5,14 @@
 //! state dict that matches completely is loaded, with [`Var::set_value`], so optimizers that
 //! hold the same variables see the new values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-use strata_autograd::Var;
+use strata_autograd::{safetensors_file, Var};
 use strata_tensor::{DType, Element, Tensor};
 
 use crate::error::{NnError, Result};
@@ -35,7 +35,8 @@ pub fn state_dict<T: Element, M: Module<T> + ?Sized>(module: &M) -> Vec<(String,
 }
 
 /// The state dict of `module` serialised as safetensors bytes, with metadata
-/// `{"format": "pt"}` as `safetensors.torch.save_file` writes.
+/// `{"format": "pt"}` as `safetensors.torch.save_file` writes, and a canonical header (see
+/// [`safetensors_file::serialize`]): the same state always gives the same bytes.
 ///
 /// # Errors
 /// [`NnError::File`] if safetensors refuses the tensors (it does not for valid modules).
@@ -59,8 +60,8 @@ pub fn state_dict_to_bytes<T: Element, M: Module<T> + ?Sized>(module: &M) -> Res
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| memory_error(e.to_string()))?;
-    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    safetensors::serialize(views, Some(metadata)).map_err(|e| memory_error(e.to_string()))
+    let metadata = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors_file::serialize(views, &metadata).map_err(|e| memory_error(e.to_string()))
 }
 
 /// Saves the state dict of `module` to `path` as safetensors, atomically: the bytes go to a
@@ -356,6 +357,28 @@ mod tests {
         load_state_dict_from_bytes(&dst, &state_dict_to_bytes(&src).unwrap()).unwrap();
 
         assert_eq!(handle.value(), src.child.weight().value());
+        assert_eq!(dst.stat.value(), src.stat.value());
+    }
+
+    /// Regression guard: the header metadata was written in `HashMap` order; a save must
+    /// give the same bytes every time, and the file must still load.
+    #[test]
+    fn saving_the_same_state_twice_gives_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (with_buffer(3), with_buffer(4));
+        let (a, b) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        );
+
+        save_state_dict(&src, &a).unwrap();
+        save_state_dict(&src, &b).unwrap();
+        let (bytes_a, bytes_b) = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
+        load_state_dict(&dst, &a).unwrap();
+
+        assert_eq!(bytes_a, bytes_b);
+        assert_eq!(bytes_a, state_dict_to_bytes(&src).unwrap());
+        assert_eq!(dst.child.weight().value(), src.child.weight().value());
         assert_eq!(dst.stat.value(), src.stat.value());
     }
 

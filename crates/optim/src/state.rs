@@ -7,12 +7,13 @@
 //! (`param_groups`) and per group its parameter indices (`param_groups.{g}.params`, e.g.
 //! `"0,1,2"`) and its hyperparameters as text (`param_groups.{g}.lr`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use strata_autograd::safetensors_file;
 use strata_tensor::{DType, Element, Tensor};
 
 use crate::error::{OptimError, Result};
@@ -52,7 +53,8 @@ impl<T: Element> StateDict<T> {
         self.metadata.get("optimizer").map(String::as_str)
     }
 
-    /// The state as the bytes of a safetensors file.
+    /// The state as the bytes of a safetensors file, with a canonical header (metadata keys
+    /// sorted, see [`safetensors_file::serialize`]): the same state always gives the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for (name, tensor) in &self.tensors {
@@ -89,8 +91,7 @@ impl<T: Element> StateDict<T> {
                 .expect("bug: byte count matches shape and dtype");
             (name.as_str(), view)
         });
-        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        safetensors::serialize(views, Some(metadata))
+        safetensors_file::serialize(views, &self.metadata)
             .expect("bug: an in-memory safetensors header always serializes")
     }
 

@@ -177,6 +177,41 @@ fn save_leaves_no_temporary_file() {
     assert_eq!(names, vec![std::ffi::OsString::from("opt.safetensors")]);
 }
 
+/// Regression: the metadata map (kind, format, groups, hyperparameters) went into the header
+/// in `HashMap` order, so two saves of one state gave files with different bytes.
+#[test]
+fn saving_the_same_state_twice_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, make) in makers() {
+        let p = params();
+        let mut opt = make(&p);
+        train(opt.as_mut(), &p, 0..2);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+
+        opt.save(&a).unwrap();
+        opt.save(&b).unwrap();
+
+        let bytes = std::fs::read(&a).unwrap();
+        assert_eq!(bytes, std::fs::read(&b).unwrap(), "{name}");
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+        let keys = [
+            "\"format\"",
+            "\"optimizer\"",
+            "\"param_groups\"",
+            "\"param_groups.0.",
+        ];
+        let positions: Vec<usize> = keys.iter().map(|k| header.find(k).unwrap()).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "{name}: {header}"
+        );
+        let mut fresh = make(&p);
+        fresh.load(&a).unwrap();
+        assert_eq!(fresh.state_dict(), opt.state_dict(), "{name}");
+    }
+}
+
 fn stepped_adam(params: &[Var<f32>]) -> Adam<f32> {
     let mut opt = Adam::new(params.to_vec(), AdamConfig::default()).unwrap();
     backward(params, 0);
