@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use strata_autograd::Var;
 use strata_tensor::Element;
 
 use crate::error::{check_non_negative, Result};
 use crate::optimizer::{
-    config_pairs, forward_core, single_group, Core, GroupConfig, Optimizer, ParamGroup, ParamState,
+    config_pairs, forward_core, group_constructors, Core, GroupConfig, Optimizer, ParamState,
 };
 
 /// Hyperparameters of [`Adagrad`]; `Default` matches `torch.optim.Adagrad`.
@@ -56,39 +55,15 @@ pub struct Adagrad<T: Element> {
     core: Core<T, AdagradConfig, AdagradState<T>>,
 }
 
-impl<T: Element> Adagrad<T> {
-    /// Adagrad over `params`, one group.
-    ///
-    /// # Errors
-    /// [`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if
-    /// `params` is empty or holds a parameter twice, or a hyperparameter is negative.
-    pub fn new(params: Vec<Var<T>>, config: AdagradConfig) -> Result<Self> {
-        Self::with_groups(single_group("Adagrad", params, config)?)
-    }
-
-    /// Adagrad over several parameter groups, each with its own hyperparameters.
-    ///
-    /// # Errors
-    /// As [`Adagrad::new`], and if `groups` is empty.
-    pub fn with_groups(groups: Vec<ParamGroup<T, AdagradConfig>>) -> Result<Self> {
-        Ok(Self {
-            core: Core::new("Adagrad", groups)?,
-        })
-    }
-
-    /// Adds a parameter group (PyTorch's `add_param_group`).
-    ///
-    /// # Errors
-    /// As [`Adagrad::new`], also if a parameter is already in another group.
-    pub fn add_param_group(&mut self, group: ParamGroup<T, AdagradConfig>) -> Result<()> {
-        self.core.add_group(group)
-    }
-
-    /// The parameter groups and their hyperparameters.
-    pub fn param_groups(&self) -> &[ParamGroup<T, AdagradConfig>] {
-        &self.core.groups
-    }
-}
+group_constructors!(
+    Adagrad,
+    AdagradConfig,
+    "Adagrad",
+    errors: [
+        "[`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if",
+        "`params` is empty or holds a parameter twice, or a hyperparameter is negative.",
+    ]
+);
 
 impl<T: Element> Optimizer<T> for Adagrad<T> {
     fn step(&mut self) -> Result<()> {
@@ -195,6 +170,7 @@ fn adagrad_update<T: Element>(
 
 #[cfg(test)]
 mod tests {
+    use strata_autograd::Var;
     use strata_tensor::Tensor;
 
     use super::*;

@@ -10,8 +10,8 @@ use strata_tensor::Element;
 
 use crate::error::{check_non_negative, check_unit, Result};
 use crate::optimizer::{
-    config_pairs, forward_core, lerp, maximum, single_group, Core, GroupConfig, Optimizer,
-    ParamGroup, ParamState,
+    config_pairs, forward_core, group_constructors, lerp, maximum, single_group, Core, GroupConfig,
+    Optimizer, ParamGroup, ParamState,
 };
 
 /// Hyperparameters of [`Adam`]; `Default` matches `torch.optim.Adam`.
@@ -129,64 +129,33 @@ pub struct AdamW<T: Element> {
     core: Core<T, AdamWConfig, AdamState<T>>,
 }
 
-impl<T: Element> Adam<T> {
-    /// Adam over `params`, one group.
-    ///
-    /// # Errors
-    /// [`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if
-    /// `params` is empty or holds a parameter twice, or a hyperparameter is out of range
-    /// (negative `lr`, `eps` or `weight_decay`, a beta outside `[0, 1)`).
-    pub fn new(params: Vec<Var<T>>, config: AdamConfig) -> Result<Self> {
-        Self::with_groups(single_group("Adam", params, config)?)
-    }
+group_constructors!(
+    Adam,
+    AdamConfig,
+    "Adam",
+    errors: [
+        "[`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if",
+        "`params` is empty or holds a parameter twice, or a hyperparameter is out of range",
+        "(negative `lr`, `eps` or `weight_decay`, a beta outside `[0, 1)`).",
+    ]
+);
 
-    /// Adam over several parameter groups, each with its own hyperparameters.
-    ///
-    /// # Errors
-    /// As [`Adam::new`], and if `groups` is empty.
-    pub fn with_groups(groups: Vec<ParamGroup<T, AdamConfig>>) -> Result<Self> {
-        Ok(Self {
-            core: Core::new("Adam", groups)?,
-        })
-    }
-
-    /// Adds a parameter group (PyTorch's `add_param_group`).
-    ///
-    /// # Errors
-    /// As [`Adam::new`], also if a parameter is already in another group.
-    pub fn add_param_group(&mut self, group: ParamGroup<T, AdamConfig>) -> Result<()> {
-        self.core.add_group(group)
-    }
-
-    /// The parameter groups and their hyperparameters.
-    pub fn param_groups(&self) -> &[ParamGroup<T, AdamConfig>] {
-        &self.core.groups
-    }
-}
+group_constructors!(
+    AdamW,
+    AdamWConfig,
+    "AdamW",
+    errors: [
+        "[`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if",
+        "`params` is empty or holds a parameter twice, or a hyperparameter is out of range",
+        "(negative `lr`, `eps` or `weight_decay`, a beta outside `[0, 1)`).",
+    ],
+    note: [
+        "A GPT typically decays matrices and not biases or norms: two groups differing in",
+        "`weight_decay`, as [`AdamW::decay_matrices_only`] builds them.",
+    ]
+);
 
 impl<T: Element> AdamW<T> {
-    /// AdamW over `params`, one group.
-    ///
-    /// # Errors
-    /// [`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if
-    /// `params` is empty or holds a parameter twice, or a hyperparameter is out of range
-    /// (negative `lr`, `eps` or `weight_decay`, a beta outside `[0, 1)`).
-    pub fn new(params: Vec<Var<T>>, config: AdamWConfig) -> Result<Self> {
-        Self::with_groups(single_group("AdamW", params, config)?)
-    }
-
-    /// AdamW over several parameter groups, each with its own hyperparameters (a GPT
-    /// typically decays matrices and not biases or norms: two groups differing in
-    /// `weight_decay`).
-    ///
-    /// # Errors
-    /// As [`AdamW::new`], and if `groups` is empty.
-    pub fn with_groups(groups: Vec<ParamGroup<T, AdamWConfig>>) -> Result<Self> {
-        Ok(Self {
-            core: Core::new("AdamW", groups)?,
-        })
-    }
-
     /// AdamW that decays only parameters of two or more dimensions (weight matrices,
     /// embeddings), not biases or normalization gains: nanoGPT's `configure_optimizers`.
     ///
@@ -209,19 +178,6 @@ impl<T: Element> AdamW<T> {
             ParamGroup::new(decay, config),
             ParamGroup::new(no_decay, plain),
         ])
-    }
-
-    /// Adds a parameter group (PyTorch's `add_param_group`).
-    ///
-    /// # Errors
-    /// As [`AdamW::new`], also if a parameter is already in another group.
-    pub fn add_param_group(&mut self, group: ParamGroup<T, AdamWConfig>) -> Result<()> {
-        self.core.add_group(group)
-    }
-
-    /// The parameter groups and their hyperparameters.
-    pub fn param_groups(&self) -> &[ParamGroup<T, AdamWConfig>] {
-        &self.core.groups
     }
 }
 

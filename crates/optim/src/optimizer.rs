@@ -504,6 +504,70 @@ macro_rules! forward_core {
 
 pub(crate) use forward_core;
 
+/// Implements the constructors and group accessors every optimizer shares over its `core`
+/// field: `new` (one group), `with_groups`, `add_param_group` and `param_groups`, with their
+/// docs. `$kind` names the optimizer in docs and errors as PyTorch does (`"RMSprop"`); the
+/// `errors` lines document what `new` rejects, and the optional `note` lines add a paragraph
+/// to the docs of `with_groups`.
+macro_rules! group_constructors {
+    (
+        $optimizer:ident,
+        $config:ident,
+        $kind:literal,
+        errors: [$($errors:literal),+ $(,)?]
+        $(, note: [$($note:literal),+ $(,)?])? $(,)?
+    ) => {
+        impl<T: strata_tensor::Element> $optimizer<T> {
+            #[doc = concat!($kind, " over `params`, one group.")]
+            #[doc = ""]
+            #[doc = "# Errors"]
+            $(#[doc = $errors])+
+            pub fn new(
+                params: Vec<strata_autograd::Var<T>>,
+                config: $config,
+            ) -> $crate::Result<Self> {
+                Self::with_groups($crate::optimizer::single_group($kind, params, config)?)
+            }
+
+            #[doc = concat!(
+                $kind, " over several parameter groups, each with its own hyperparameters."
+            )]
+            $(#[doc = ""] $(#[doc = $note])+)?
+            #[doc = ""]
+            #[doc = "# Errors"]
+            #[doc = concat!("As [`", stringify!($optimizer), "::new`], and if `groups` is empty.")]
+            pub fn with_groups(
+                groups: Vec<$crate::ParamGroup<T, $config>>,
+            ) -> $crate::Result<Self> {
+                Ok(Self {
+                    core: $crate::optimizer::Core::new($kind, groups)?,
+                })
+            }
+
+            /// Adds a parameter group (PyTorch's `add_param_group`).
+            ///
+            /// # Errors
+            #[doc = concat!(
+                "As [`", stringify!($optimizer), "::new`], also if a parameter is already in ",
+                "another group."
+            )]
+            pub fn add_param_group(
+                &mut self,
+                group: $crate::ParamGroup<T, $config>,
+            ) -> $crate::Result<()> {
+                self.core.add_group(group)
+            }
+
+            /// The parameter groups and their hyperparameters.
+            pub fn param_groups(&self) -> &[$crate::ParamGroup<T, $config>] {
+                &self.core.groups
+            }
+        }
+    };
+}
+
+pub(crate) use group_constructors;
+
 /// A hyperparameter that can be written to and read from state metadata as text.
 pub(crate) trait ConfigValue: Sized {
     fn to_text(&self) -> String;

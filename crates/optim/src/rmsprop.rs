@@ -2,13 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use strata_autograd::Var;
 use strata_tensor::Element;
 
 use crate::error::{check_non_negative, Result};
 use crate::optimizer::{
-    config_pairs, forward_core, lerp, single_group, Core, GroupConfig, Optimizer, ParamGroup,
-    ParamState,
+    config_pairs, forward_core, group_constructors, lerp, Core, GroupConfig, Optimizer, ParamState,
 };
 
 /// Hyperparameters of [`RmsProp`]; `Default` matches `torch.optim.RMSprop`.
@@ -66,39 +64,15 @@ pub struct RmsProp<T: Element> {
     core: Core<T, RmsPropConfig, RmsPropState<T>>,
 }
 
-impl<T: Element> RmsProp<T> {
-    /// RMSprop over `params`, one group.
-    ///
-    /// # Errors
-    /// [`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if
-    /// `params` is empty or holds a parameter twice, or a hyperparameter is negative.
-    pub fn new(params: Vec<Var<T>>, config: RmsPropConfig) -> Result<Self> {
-        Self::with_groups(single_group("RMSprop", params, config)?)
-    }
-
-    /// RMSprop over several parameter groups, each with its own hyperparameters.
-    ///
-    /// # Errors
-    /// As [`RmsProp::new`], and if `groups` is empty.
-    pub fn with_groups(groups: Vec<ParamGroup<T, RmsPropConfig>>) -> Result<Self> {
-        Ok(Self {
-            core: Core::new("RMSprop", groups)?,
-        })
-    }
-
-    /// Adds a parameter group (PyTorch's `add_param_group`).
-    ///
-    /// # Errors
-    /// As [`RmsProp::new`], also if a parameter is already in another group.
-    pub fn add_param_group(&mut self, group: ParamGroup<T, RmsPropConfig>) -> Result<()> {
-        self.core.add_group(group)
-    }
-
-    /// The parameter groups and their hyperparameters.
-    pub fn param_groups(&self) -> &[ParamGroup<T, RmsPropConfig>] {
-        &self.core.groups
-    }
-}
+group_constructors!(
+    RmsProp,
+    RmsPropConfig,
+    "RMSprop",
+    errors: [
+        "[`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if",
+        "`params` is empty or holds a parameter twice, or a hyperparameter is negative.",
+    ]
+);
 
 impl<T: Element> Optimizer<T> for RmsProp<T> {
     fn step(&mut self) -> Result<()> {
@@ -292,6 +266,7 @@ impl<T: Element> Kernel<T> {
 
 #[cfg(test)]
 mod tests {
+    use strata_autograd::Var;
     use strata_tensor::Tensor;
 
     use super::*;

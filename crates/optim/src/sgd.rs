@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use strata_autograd::Var;
 use strata_tensor::Element;
 
 use crate::error::{check_non_negative, invalid, Result};
 use crate::optimizer::{
-    config_pairs, forward_core, single_group, Core, GroupConfig, Optimizer, ParamGroup, ParamState,
+    config_pairs, forward_core, group_constructors, Core, GroupConfig, Optimizer, ParamState,
 };
 
 /// Hyperparameters of [`Sgd`]; `Default` matches `torch.optim.SGD`.
@@ -59,40 +58,16 @@ pub struct Sgd<T: Element> {
     core: Core<T, SgdConfig, SgdState<T>>,
 }
 
-impl<T: Element> Sgd<T> {
-    /// SGD over `params`, one group.
-    ///
-    /// # Errors
-    /// [`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if
-    /// `params` is empty or holds a parameter twice, a hyperparameter is negative, or
-    /// `nesterov` is set without `momentum > 0` and `dampening == 0`.
-    pub fn new(params: Vec<Var<T>>, config: SgdConfig) -> Result<Self> {
-        Self::with_groups(single_group("SGD", params, config)?)
-    }
-
-    /// SGD over several parameter groups, each with its own hyperparameters.
-    ///
-    /// # Errors
-    /// As [`Sgd::new`], and if `groups` is empty.
-    pub fn with_groups(groups: Vec<ParamGroup<T, SgdConfig>>) -> Result<Self> {
-        Ok(Self {
-            core: Core::new("SGD", groups)?,
-        })
-    }
-
-    /// Adds a parameter group (PyTorch's `add_param_group`).
-    ///
-    /// # Errors
-    /// As [`Sgd::new`], also if a parameter is already in another group.
-    pub fn add_param_group(&mut self, group: ParamGroup<T, SgdConfig>) -> Result<()> {
-        self.core.add_group(group)
-    }
-
-    /// The parameter groups and their hyperparameters.
-    pub fn param_groups(&self) -> &[ParamGroup<T, SgdConfig>] {
-        &self.core.groups
-    }
-}
+group_constructors!(
+    Sgd,
+    SgdConfig,
+    "SGD",
+    errors: [
+        "[`OptimError::InvalidHyperparameter`](crate::OptimError::InvalidHyperparameter) if",
+        "`params` is empty or holds a parameter twice, a hyperparameter is negative, or",
+        "`nesterov` is set without `momentum > 0` and `dampening == 0`.",
+    ]
+);
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
     fn step(&mut self) -> Result<()> {
@@ -204,9 +179,11 @@ fn sgd_update<T: Element>(c: &SgdConfig, p: &mut [T], g: &[T], state: &mut Optio
 
 #[cfg(test)]
 mod tests {
+    use strata_autograd::Var;
     use strata_tensor::Tensor;
 
     use super::*;
+    use crate::ParamGroup;
 
     #[test]
     fn momentum_buffer_starts_as_the_gradient() {
