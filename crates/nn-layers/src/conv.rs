@@ -114,35 +114,96 @@ impl Default for Conv1dConfig {
     }
 }
 
-/// Per spatial dim, the zeros before and after; symmetric ones go to the kernel, the rest
-/// (only "same" with an even dilated kernel) is padded explicitly first.
-fn resolve_padding(
-    layer: &'static str,
-    padding: &[Option<usize>],
-    kernel: &[usize],
-    stride: &[usize],
-    dilation: &[usize],
-) -> Result<Vec<(usize, usize)>> {
-    let mut out = Vec::with_capacity(kernel.len());
-    for d in 0..kernel.len() {
-        match padding[d] {
-            Some(p) => out.push((p, p)),
-            None => {
-                if stride[d] != 1 {
-                    return Err(NnError::Config {
-                        layer,
-                        reason: format!(
-                            "padding=\"same\" is not supported for strided convolutions, \
-                             got stride {stride:?}"
-                        ),
-                    });
+/// The values of a per-dim option, one per spatial dim: `usize` for 1-D layers,
+/// `[usize; 2]` (`[height, width]`) for 2-D ones.
+trait SpatialDims: Copy {
+    fn to_dims(self) -> Vec<usize>;
+}
+
+impl SpatialDims for usize {
+    fn to_dims(self) -> Vec<usize> {
+        vec![self]
+    }
+}
+
+impl<const N: usize> SpatialDims for [usize; N] {
+    fn to_dims(self) -> Vec<usize> {
+        self.to_vec()
+    }
+}
+
+/// The padding of a convolution resolved at construction: per spatial dim the amounts
+/// before and after, and what fills them. Symmetric zero padding goes to the kernel; the
+/// rest (an asymmetric "same" padding, or a mode other than zeros) is padded explicitly
+/// before the convolution.
+#[derive(Debug, Clone, PartialEq)]
+struct InputPadding {
+    pads: Vec<(usize, usize)>,
+    mode: PaddingMode,
+}
+
+impl InputPadding {
+    /// Resolves `padding` for a kernel of `kernel` taps per spatial dim.
+    ///
+    /// # Errors
+    /// `NnError::Config` for `Padding::Same` with a stride other than 1.
+    fn new<P: SpatialDims>(
+        layer: &'static str,
+        padding: Padding<P>,
+        mode: PaddingMode,
+        kernel: &[usize],
+        stride: &[usize],
+        dilation: &[usize],
+    ) -> Result<Self> {
+        let explicit: Vec<Option<usize>> = match padding {
+            Padding::Explicit(p) => p.to_dims().into_iter().map(Some).collect(),
+            Padding::Valid => vec![Some(0); kernel.len()],
+            Padding::Same => vec![None; kernel.len()],
+        };
+        let mut pads = Vec::with_capacity(kernel.len());
+        for d in 0..kernel.len() {
+            match explicit[d] {
+                Some(p) => pads.push((p, p)),
+                None => {
+                    if stride[d] != 1 {
+                        return Err(NnError::Config {
+                            layer,
+                            reason: format!(
+                                "padding=\"same\" is not supported for strided convolutions, \
+                                 got stride {stride:?}"
+                            ),
+                        });
+                    }
+                    let total = dilation[d] * (kernel[d] - 1);
+                    pads.push((total / 2, total - total / 2));
                 }
-                let total = dilation[d] * (kernel[d] - 1);
-                out.push((total / 2, total - total / 2));
             }
         }
+        Ok(Self { pads, mode })
     }
-    Ok(out)
+
+    /// Pads the trailing spatial dims of `xs` explicitly where the kernel cannot, and returns
+    /// the (possibly padded) input with the symmetric zero padding left for the kernel.
+    ///
+    /// # Errors
+    /// `NnError::Input` for a reflect (circular) padding not below (above) the size of a dim.
+    fn apply<T: Element>(&self, layer: &'static str, xs: &Var<T>) -> Result<(Var<T>, Vec<usize>)> {
+        let pads = &self.pads;
+        if self.mode != PaddingMode::Zeros {
+            let mut padded = xs.clone();
+            let first = xs.ndim() - pads.len();
+            for (i, &(before, after)) in pads.iter().enumerate() {
+                padded = pad_dim(layer, &padded, first + i, before, after, self.mode)?;
+            }
+            return Ok((padded, vec![0; pads.len()]));
+        }
+        if pads.iter().all(|&(before, after)| before == after) {
+            return Ok((xs.clone(), pads.iter().map(|&(before, _)| before).collect()));
+        }
+        let extra: Vec<(usize, usize)> = pads.iter().map(|&(b, a)| (0, a - b)).collect();
+        let padded = xs.pad(&extra, T::zero())?;
+        Ok((padded, pads.iter().map(|&(before, _)| before).collect()))
+    }
 }
 
 /// Checks the shared config values and draws the weight and bias.
@@ -213,31 +274,6 @@ fn check_input(
         });
     }
     Ok(())
-}
-
-/// Pads the trailing spatial dims of `xs` explicitly where the kernel cannot (an asymmetric
-/// "same" padding, or a mode other than zeros), and returns the (possibly padded) input with
-/// the symmetric zero padding left for the kernel.
-fn pad_input<T: Element>(
-    layer: &'static str,
-    xs: &Var<T>,
-    pads: &[(usize, usize)],
-    mode: PaddingMode,
-) -> Result<(Var<T>, Vec<usize>)> {
-    if mode != PaddingMode::Zeros {
-        let mut padded = xs.clone();
-        let first = xs.ndim() - pads.len();
-        for (i, &(before, after)) in pads.iter().enumerate() {
-            padded = pad_dim(layer, &padded, first + i, before, after, mode)?;
-        }
-        return Ok((padded, vec![0; pads.len()]));
-    }
-    if pads.iter().all(|&(before, after)| before == after) {
-        return Ok((xs.clone(), pads.iter().map(|&(before, _)| before).collect()));
-    }
-    let extra: Vec<(usize, usize)> = pads.iter().map(|&(b, a)| (0, a - b)).collect();
-    let padded = xs.pad(&extra, T::zero())?;
-    Ok((padded, pads.iter().map(|&(before, _)| before).collect()))
 }
 
 /// Pads dim `dim` of `xs` by reflecting, replicating or wrapping its values.
@@ -352,7 +388,7 @@ pub struct Conv2d<T: Element> {
     in_channels: usize,
     kernel_size: [usize; 2],
     config: Conv2dConfig,
-    pads: Vec<(usize, usize)>,
+    padding: InputPadding,
 }
 
 impl<T: Element> Conv2d<T> {
@@ -381,14 +417,10 @@ impl<T: Element> Conv2d<T> {
             config.bias,
             generator,
         )?;
-        let padding = match config.padding {
-            Padding::Explicit([h, w]) => [Some(h), Some(w)],
-            Padding::Valid => [Some(0), Some(0)],
-            Padding::Same => [None, None],
-        };
-        let pads = resolve_padding(
+        let padding = InputPadding::new(
             layer,
-            &padding,
+            config.padding,
+            config.padding_mode,
             &kernel_size,
             &config.stride,
             &config.dilation,
@@ -399,7 +431,7 @@ impl<T: Element> Conv2d<T> {
             in_channels,
             kernel_size,
             config,
-            pads,
+            padding,
         })
     }
 
@@ -442,7 +474,7 @@ impl<T: Element> Forward<T> for Conv2d<T> {
     /// padded input.
     fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
         check_input("Conv2d", xs.shape(), 2, self.in_channels)?;
-        let (xs, padding) = pad_input("Conv2d", xs, &self.pads, self.config.padding_mode)?;
+        let (xs, padding) = self.padding.apply("Conv2d", xs)?;
         let params = Conv2dParams {
             stride: self.config.stride,
             padding: [padding[0], padding[1]],
@@ -473,7 +505,7 @@ pub struct Conv1d<T: Element> {
     in_channels: usize,
     kernel_size: usize,
     config: Conv1dConfig,
-    pads: Vec<(usize, usize)>,
+    padding: InputPadding,
 }
 
 impl<T: Element> Conv1d<T> {
@@ -501,14 +533,10 @@ impl<T: Element> Conv1d<T> {
             config.bias,
             generator,
         )?;
-        let padding = match config.padding {
-            Padding::Explicit(p) => Some(p),
-            Padding::Valid => Some(0),
-            Padding::Same => None,
-        };
-        let pads = resolve_padding(
+        let padding = InputPadding::new(
             layer,
-            &[padding],
+            config.padding,
+            config.padding_mode,
             &[kernel_size],
             &[config.stride],
             &[config.dilation],
@@ -519,7 +547,7 @@ impl<T: Element> Conv1d<T> {
             in_channels,
             kernel_size,
             config,
-            pads,
+            padding,
         })
     }
 
@@ -560,7 +588,7 @@ impl<T: Element> Forward<T> for Conv1d<T> {
     /// As [`Conv2d`]'s forward.
     fn forward(&self, xs: &Var<T>) -> Result<Var<T>> {
         check_input("Conv1d", xs.shape(), 1, self.in_channels)?;
-        let (xs, padding) = pad_input("Conv1d", xs, &self.pads, self.config.padding_mode)?;
+        let (xs, padding) = self.padding.apply("Conv1d", xs)?;
         let params = Conv1dParams {
             stride: self.config.stride,
             padding: padding[0],
