@@ -1,20 +1,17 @@
 """PyTorch reference timings for the autograd benchmarks that `cargo xtask bench` runs.
 
 Workloads match the criterion IDs of crates/autograd/benches/autograd.rs. Prints one JSON line per
-thread count: {"workload", "impl": "torch", "threads", "median_s", "runs"}.
+thread count: {"workload", "impl": "torch", "threads", "median_s", "runs"}; the timing loop and
+command line are those of harness.py.
 
 usage: python3 autograd.py --workload autograd/add_2x2 --threads 1
        python3 autograd.py --list
 """
 
-import argparse
-import json
-import statistics
-import sys
-import time
-
 import torch
 import torch.nn.functional as F
+
+import harness
 
 
 def add_2x2():
@@ -55,39 +52,5 @@ WORKLOADS = {
 }
 
 
-def measure(run, warmup_s, target_s, min_runs):
-    start = time.perf_counter()
-    while time.perf_counter() - start < warmup_s:
-        run()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < target_s:
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workload")
-    parser.add_argument("--threads", default="1")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--list", action="store_true")
-    args = parser.parse_args()
-    if args.list:
-        print("\n".join(WORKLOADS))
-        return
-    if args.workload not in WORKLOADS:
-        sys.exit(f"unknown workload {args.workload!r}; --list shows them")
-    for threads in [int(t) for t in args.threads.split(",")]:
-        torch.set_num_threads(threads)
-        run = WORKLOADS[args.workload]()
-        warm, target = (0.2, 1.0) if args.quick else (1.0, 3.0)
-        median, runs = measure(run, warm, target, 5)
-        print(json.dumps({"workload": args.workload, "impl": "torch", "threads": threads,
-                          "median_s": median, "runs": runs}))
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(WORKLOADS, timing=(1.0, 3.0), quick_timing=(0.2, 1.0))

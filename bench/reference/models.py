@@ -3,7 +3,8 @@
 Workloads match the criterion IDs of crates/models/benches/{train,generate,attention}.rs, with
 the same sizes, optimizers and seeds (the exact random draws differ: each side seeds its own
 generator). The models are written here after nanoGPT's layout, not imported. Prints one JSON
-line per thread count: {"workload", "impl": "torch", "threads", "median_s", "runs"}.
+line per thread count: {"workload", "impl": "torch", "threads", "median_s", "runs"}; the timing
+loop and command line are those of harness.py.
 
 - train/gpt_char_b12: char GPT (vocab 65, 4 layers, 4 heads, width 128, context 64, no bias,
   no dropout, pre-LayerNorm, GELU MLP 4x, learned positions, tied embeddings), batch 12;
@@ -21,16 +22,13 @@ usage: python3 models.py --workload train/gpt_char_b12 --threads 1
        python3 models.py --list
 """
 
-import argparse
-import json
 import math
-import statistics
-import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import harness
 
 VOCAB = 65
 CONTEXT = 64
@@ -247,39 +245,5 @@ WORKLOADS = {
 }
 
 
-def measure(run, warmup_s, target_s, min_runs):
-    start = time.perf_counter()
-    while time.perf_counter() - start < warmup_s:
-        run()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < target_s:
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workload")
-    parser.add_argument("--threads", default="1")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--list", action="store_true")
-    args = parser.parse_args()
-    if args.list:
-        print("\n".join(WORKLOADS))
-        return
-    if args.workload not in WORKLOADS:
-        sys.exit(f"unknown workload {args.workload!r}; --list shows them")
-    for threads in [int(t) for t in args.threads.split(",")]:
-        torch.set_num_threads(threads)
-        run = WORKLOADS[args.workload]()
-        warm, target = (0.5, 2.0) if args.quick else (0.5, 3.0)
-        median, runs = measure(run, warm, target, 5)
-        print(json.dumps({"workload": args.workload, "impl": "torch", "threads": threads,
-                          "median_s": median, "runs": runs}))
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(WORKLOADS, timing=(0.5, 3.0), quick_timing=(0.5, 2.0))
