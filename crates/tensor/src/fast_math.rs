@@ -182,6 +182,60 @@ dispatched!(
     gelu_backward_loop
 );
 
+/// `e^v` for any `v`: [`exp_nonpositive`] up to 87, and above it `(e^(v/2))^2`, whose halving
+/// is exact and whose square overflows to infinity where `e^v` does (about 88.72).
+#[inline(always)]
+fn exp_any(v: f32) -> f32 {
+    let big = v > 87.0;
+    let half = v * 0.5;
+    let arg = if big {
+        if half > 44.5 {
+            44.5
+        } else {
+            half
+        }
+    } else {
+        v
+    };
+    let e = exp_nonpositive(arg);
+    if big {
+        e * e
+    } else {
+        e
+    }
+}
+
+#[inline(always)]
+fn exp_shifted_loop(xs: &mut [f32], shift: f32) {
+    for x in xs.iter_mut() {
+        *x = exp_any(*x - shift);
+    }
+}
+
+/// `x <- e^(x - shift)` for each element, with the widest vector instructions the CPU has.
+pub(crate) fn exp_shifted(xs: &mut [f32], shift: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(xs: &mut [f32], shift: f32) {
+            exp_shifted_loop(xs, shift)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(xs: &mut [f32], shift: f32) {
+            exp_shifted_loop(xs, shift)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { avx512(xs, shift) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { avx2(xs, shift) };
+        }
+    }
+    exp_shifted_loop(xs, shift)
+}
+
 /// `x Phi(x) = x/2 (1 + erf(x / sqrt 2))`, elementwise into `out`.
 pub(crate) fn gelu(xs: &[f32], out: &mut [f32]) {
     gelu_unary(xs, xs, out);
@@ -240,6 +294,34 @@ mod tests {
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert_eq!(exp_nonpositive(-100.0), 0.0);
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn shifted_exp_matches_libm_over_the_whole_f32_range() {
+        let mut xs = grid(100.0, 200_001);
+        xs.extend([f32::NEG_INFINITY, f32::INFINITY, 88.7, 88.73, -87.5]);
+        let mut got = xs.clone();
+        exp_shifted(&mut got, 0.0);
+        for (&x, &e) in xs.iter().zip(&got) {
+            let exact = f64::from(x).exp();
+            if exact > f64::from(f32::MAX) {
+                assert_eq!(e, f32::INFINITY, "exp({x})");
+            } else if exact < 1.7e-38 {
+                // Flushed to zero below e^-87 = 1.65e-38, the smallest normal f32's order.
+                assert!(f64::from(e) < 1.7e-38, "exp({x}) = {e}");
+            } else {
+                // Above 87 the square doubles the error.
+                let tolerance = if x > 87.0 { 4e-7 } else { 2e-7 };
+                assert!(
+                    ((f64::from(e) - exact) / exact).abs() < tolerance,
+                    "exp({x}) = {e}, not {exact}"
+                );
+            }
+        }
+        let mut nan = [f32::NAN, 1.0];
+        exp_shifted(&mut nan, 1.0);
+        assert!(nan[0].is_nan());
+        assert_eq!(nan[1], 1.0);
     }
 
     #[test]

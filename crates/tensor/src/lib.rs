@@ -31,6 +31,7 @@ mod error;
 mod fast_math;
 mod index;
 mod index_tensor;
+pub mod kernels;
 mod linalg;
 mod memory;
 mod norm;

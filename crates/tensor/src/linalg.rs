@@ -168,22 +168,22 @@ impl<T: Element> Tensor<T> {
     }
 }
 
-/// A borrowed matrix: `rows x cols` elements of `data` at `row_stride` and `col_stride`.
+/// A borrowed matrix: `rows x cols` elements of `data`, element `(i, j)` at
+/// `data[i * row_stride + j * col_stride]`.
+///
+/// The operand type of [`crate::kernels::gemm`]. Building one checks nothing; the product
+/// checks that every addressed element lies inside `data`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MatRef<'a, T> {
-    pub data: &'a [T],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
+pub struct MatRef<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
 }
 
-#[allow(
-    dead_code,
-    reason = "the im2col convolution builds its operands with these"
-)]
 impl<'a, T> MatRef<'a, T> {
-    /// A row-major matrix over a contiguous slice.
+    /// A row-major `rows x cols` matrix at the start of `data`.
     pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self {
             data,
@@ -191,6 +191,23 @@ impl<'a, T> MatRef<'a, T> {
             cols,
             row_stride: cols,
             col_stride: 1,
+        }
+    }
+
+    /// A `rows x cols` matrix with element `(i, j)` at `data[i * row_stride + j * col_stride]`.
+    pub fn strided(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
         }
     }
 
@@ -205,7 +222,18 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
-    fn fits(&self) -> bool {
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Whether every element the matrix addresses lies inside its slice.
+    pub(crate) fn fits(&self) -> bool {
         self.rows == 0
             || self.cols == 0
             || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
@@ -230,6 +258,20 @@ pub(crate) fn gemm_into<T: Element>(
     out: &mut [T],
     accumulate: bool,
 ) {
+    let threads = rayon::current_num_threads();
+    let work = a.rows * a.cols * b.cols;
+    let parallel = threads > 1 && work >= GEMM_PAR_THRESHOLD;
+    gemm_with(a, b, out, accumulate, parallel);
+}
+
+/// [`gemm_into`] on rayon's threads if `parallel`, else on the calling thread.
+pub(crate) fn gemm_with<T: Element>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    out: &mut [T],
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && out.len() == m * n,
@@ -248,9 +290,8 @@ pub(crate) fn gemm_into<T: Element>(
         }
         return;
     }
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= GEMM_PAR_THRESHOLD {
-        gemm::Parallelism::Rayon(threads)
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };

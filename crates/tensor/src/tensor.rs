@@ -179,9 +179,10 @@ impl<T: Element> Tensor<T> {
         unsafe { ArrayViewD::from_shape_ptr(dim, self.storage.as_ptr().add(self.offset)) }
     }
 
-    /// The buffer from this view's first element to its end: every element the view reaches
-    /// lies in it, at offsets given by the strides (what strided kernels such as GEMM read).
-    pub(crate) fn strided_data(&self) -> &[T] {
+    /// The storage from this view's first element to its end: element `index` of the view
+    /// is `strided_data()[sum(index[d] * strides()[d])]`, what strided kernels such as
+    /// [`crate::kernels::gemm`] read without copying.
+    pub fn strided_data(&self) -> &[T] {
         let all = self
             .storage
             .as_slice()
