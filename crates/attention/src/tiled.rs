@@ -41,10 +41,10 @@
 
 use rayon::prelude::*;
 use strata_autograd::{is_grad_enabled, Backward, Var};
+use strata_tensor::kernels::{self, MatRef};
 use strata_tensor::{Element, Tensor};
 
 use crate::error::Result;
-use crate::mask::causal_allows;
 use crate::sdpa::{math_weights, Problem};
 
 /// Queries per block.
@@ -113,19 +113,29 @@ impl<'a, T: Element> Plan<'a, T> {
         }
     }
 
-    /// The score of `(i, j)` in slice `b` before the softmax, `-inf` if masked out.
+    /// Turns the dot products `row[c] = q_i . k_(j0 + c)` of query `i` in slice `b` into
+    /// scores before the softmax: scaled, plus the bias, `-inf` where masked out.
     #[inline]
-    fn score(&self, b: usize, i: usize, j: usize, dot: T) -> T {
+    fn score_row(&self, b: usize, i: usize, j0: usize, row: &mut [T]) {
         let p = self.problem;
-        if let Some(off) = p.causal {
-            if !causal_allows(i, j, off) {
-                return T::neg_infinity();
+        let scale = p.scale;
+        row.iter_mut().for_each(|x| *x *= scale);
+        if let Some(bv) = &self.bias {
+            let base = bv.batch_offset[b] + i * bv.stride_i + j0 * bv.stride_j;
+            match bv.stride_j {
+                0 => row.iter_mut().for_each(|x| *x += bv.data[base]),
+                1 => add_into(row, &bv.data[base..base + row.len()]),
+                step => {
+                    for (c, x) in row.iter_mut().enumerate() {
+                        *x += bv.data[base + c * step];
+                    }
+                }
             }
         }
-        let s = dot * p.scale;
-        match &self.bias {
-            Some(bv) => s + bv.data[bv.batch_offset[b] + i * bv.stride_i + j * bv.stride_j],
-            None => s,
+        if let Some(off) = p.causal {
+            // Keys j <= i + off are allowed: the first `allowed` of this block.
+            let allowed = (i as isize + off + 1 - j0 as isize).clamp(0, row.len() as isize);
+            row[allowed as usize..].fill(T::neg_infinity());
         }
     }
 
@@ -194,9 +204,9 @@ pub(crate) fn attention_with_tiles<T: Element>(
     let p = problem;
     let (out, lse) = forward(
         &plan,
-        &Rows::new(&q.value(), p.seq_q)?,
-        &Rows::new(&k.value(), p.seq_k)?,
-        &Rows::new(&v.value(), p.seq_k)?,
+        &Rows::new(&q.value()),
+        &Rows::new(&k.value()),
+        &Rows::new(&v.value()),
     );
     let mut shape = p.lead.clone();
     shape.extend([p.seq_q, p.value_dim]);
@@ -210,47 +220,64 @@ pub(crate) fn attention_with_tiles<T: Element>(
     Ok(Var::from_op(out, op, vec![q.clone(), k.clone(), v.clone()]))
 }
 
-/// An input `(.., seq, width)` as one row-major `(slices * seq, width)` matrix, cut into
-/// blocks of rows by views.
+/// An input `(.., seq, width)` read in place: slice `b` of the leading dims is a `(seq,
+/// width)` matrix at `offsets[b]` in the storage, rows `row_stride` apart. Views whose last
+/// dim is contiguous (the heads of a fused projection, transposed to `(batch, heads, seq,
+/// dim)`) are read without a copy; others are made contiguous first.
 struct Rows<T: Element> {
-    matrix: Tensor<T>,
-    seq: usize,
+    tensor: Tensor<T>,
+    offsets: Vec<usize>,
+    row_stride: usize,
+    width: usize,
 }
 
 impl<T: Element> Rows<T> {
-    fn new(x: &Tensor<T>, seq: usize) -> strata_tensor::Result<Self> {
-        let width = x.shape()[x.ndim() - 1];
-        let n = x.numel() / width.max(1);
-        Ok(Self {
-            matrix: x.contiguous().reshape(&[n, width])?,
-            seq,
-        })
+    fn new(x: &Tensor<T>) -> Self {
+        let rank = x.ndim();
+        let width = x.shape()[rank - 1];
+        let tensor = if width <= 1 || x.strides()[rank - 1] == 1 {
+            x.clone()
+        } else {
+            x.contiguous()
+        };
+        let (shape, strides) = (tensor.shape(), tensor.strides());
+        let lead = &shape[..rank - 2];
+        let n_batch: usize = lead.iter().product();
+        let offsets = (0..n_batch)
+            .map(|mut b| {
+                let mut off = 0;
+                for d in (0..lead.len()).rev() {
+                    off += (b % lead[d]) * strides[d];
+                    b /= lead[d];
+                }
+                off
+            })
+            .collect();
+        let row_stride = strides[rank - 2];
+        Self {
+            tensor,
+            offsets,
+            row_stride,
+            width,
+        }
     }
 
-    /// Rows `start..start + len` of slice `b`, `(len, width)`.
-    fn block(&self, b: usize, start: usize, len: usize) -> Tensor<T> {
-        self.matrix
-            .narrow(0, b * self.seq + start, len)
-            .expect("bug: block inside the matrix")
+    /// Rows `start..start + len` of slice `b`, a `(len, width)` matrix.
+    fn block(&self, b: usize, start: usize, len: usize) -> MatRef<'_, T> {
+        let data = &self.tensor.strided_data()[self.offsets[b] + start * self.row_stride..];
+        MatRef::strided(data, len, self.width, self.row_stride, 1)
     }
 
     /// Row `i` of slice `b`.
-    fn row(&self, b: usize, i: usize) -> Vec<T> {
-        self.block(b, i, 1).to_vec()
+    fn row(&self, b: usize, i: usize) -> &[T] {
+        let at = self.offsets[b] + i * self.row_stride;
+        &self.tensor.strided_data()[at..at + self.width]
     }
 }
 
-/// `a @ b` as a row-major vector, on the tensor crate's GEMM.
-fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Vec<T> {
-    a.matmul(b)
-        .expect("bug: block shapes agree")
-        .contiguous_slice()
-        .into_owned()
-}
-
-/// A `(rows, cols)` block held in a vector, as a tensor.
-fn block_tensor<T: Element>(data: Vec<T>, rows: usize, cols: usize) -> Tensor<T> {
-    Tensor::from_vec(data, &[rows, cols]).expect("bug: block size")
+/// `out = a @ b`, or `out += a @ b` if `accumulate`, on the calling thread.
+fn gemm<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], accumulate: bool) {
+    kernels::gemm(a, b, out, accumulate).expect("bug: block shapes agree");
 }
 
 /// `dst += src` elementwise.
@@ -288,13 +315,15 @@ fn forward<T: Element>(
             tasks.push((b, i0, o, l));
         }
     }
-    tasks
-        .into_par_iter()
-        .for_each(|(b, i0, o, l)| forward_block(plan, b, i0, [q, k, v], o, l));
+    tasks.into_par_iter().for_each_init(
+        || vec![T::zero(); plan.tile_q * plan.tile_k],
+        |scores, (b, i0, o, l)| forward_block(plan, b, i0, [q, k, v], o, l, scores),
+    );
     (out, lse)
 }
 
-/// One block of queries starting at `i0` against every key block of slice `b`.
+/// One block of queries starting at `i0` against every key block of slice `b`; `scores` is
+/// scratch space for one `tile_q x tile_k` block.
 fn forward_block<T: Element>(
     plan: &Plan<'_, T>,
     b: usize,
@@ -302,28 +331,29 @@ fn forward_block<T: Element>(
     [q, k, v]: [&Rows<T>; 3],
     out: &mut [T],
     lse: &mut [T],
+    scores: &mut [T],
 ) {
     let p = plan.problem;
     let (dv, rows) = (p.value_dim, lse.len());
-    let mut m = vec![T::neg_infinity(); rows];
+    // The running maximum `m` of each row is kept in `lse`, which becomes the log-sum-exp
+    // at the end; `l` is the running sum.
+    let m = lse;
+    m.fill(T::neg_infinity());
     let mut l = vec![T::zero(); rows];
     let q_blk = q.block(b, i0, rows);
     let end = plan.key_end(i0 + rows);
     for j0 in (0..end).step_by(plan.tile_k) {
         let cols = plan.tile_k.min(end - j0);
-        let k_blk = k.block(b, j0, cols).t().expect("bug: 2-D block");
-        let mut s = matmul(&q_blk, &k_blk);
+        let s = &mut scores[..rows * cols];
+        gemm(q_blk, k.block(b, j0, cols).t(), s, false);
         for r in 0..rows {
             let i = i0 + r;
             let row = &mut s[r * cols..(r + 1) * cols];
-            let mut tile_max = T::neg_infinity();
-            for (c, x) in row.iter_mut().enumerate() {
-                *x = plan.score(b, i, j0 + c, *x);
-                tile_max = tile_max.max(*x);
-            }
+            plan.score_row(b, i, j0, row);
+            let tile_max = row.iter().fold(T::neg_infinity(), |a, &x| a.max(x));
             let m_new = m[r].max(tile_max);
             if m_new == T::neg_infinity() {
-                row.iter_mut().for_each(|x| *x = T::zero());
+                row.fill(T::zero());
                 continue;
             }
             let alpha = (m[r] - m_new).exp();
@@ -333,43 +363,48 @@ fn forward_block<T: Element>(
                     .iter_mut()
                     .for_each(|a| *a *= alpha);
             }
-            for (c, x) in row.iter_mut().enumerate() {
-                let e = (*x - m_new).exp();
-                l[r] += e;
-                *x = e * plan.drop(b, i, j0 + c);
+            l[r] += kernels::exp_shifted(row, m_new);
+            if p.dropout.is_some() {
+                for (c, x) in row.iter_mut().enumerate() {
+                    *x *= plan.drop(b, i, j0 + c);
+                }
             }
             m[r] = m_new;
         }
-        let pv = matmul(&block_tensor(s, rows, cols), &v.block(b, j0, cols));
-        add_into(out, &pv);
+        gemm(
+            MatRef::row_major(s, rows, cols),
+            v.block(b, j0, cols),
+            out,
+            true,
+        );
     }
     for r in 0..rows {
         let acc = &mut out[r * dv..(r + 1) * dv];
         if l[r] > T::zero() {
             let inv = T::one() / l[r];
             acc.iter_mut().for_each(|a| *a *= inv);
-            lse[r] = m[r] + l[r].ln();
+            m[r] += l[r].ln();
         } else {
             acc.iter_mut().for_each(|a| *a = T::zero());
-            lse[r] = T::neg_infinity();
+            m[r] = T::neg_infinity();
         }
     }
 }
 
-/// Gradients of one `(batch, head)` slice.
-struct SliceGrads<T> {
-    dq: Vec<T>,
-    dk: Vec<T>,
-    dv: Vec<T>,
-}
-
-/// The inputs, output and output gradient of the op, as row matrices.
+/// The inputs, output and output gradient of the op, read in place.
 struct Saved<T: Element> {
     q: Rows<T>,
     k: Rows<T>,
     v: Rows<T>,
     out: Rows<T>,
     grad: Rows<T>,
+}
+
+/// The gradients of one `(batch, head)` slice, each a block of the full gradient.
+struct SliceGrads<'a, T> {
+    dq: &'a mut [T],
+    dk: &'a mut [T],
+    dv: &'a mut [T],
 }
 
 /// The backward pass: `(dq, dk, dv)`, each laid out like its input.
@@ -380,17 +415,24 @@ fn backward<T: Element>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let p = plan.problem;
     let n_batch: usize = p.lead.iter().product();
-    let slices: Vec<SliceGrads<T>> = (0..n_batch)
-        .into_par_iter()
-        .map(|b| backward_slice(plan, b, saved, &lse[b * p.seq_q..(b + 1) * p.seq_q]))
-        .collect();
-    let mut grads = (Vec::new(), Vec::new(), Vec::new());
-    for s in slices {
-        grads.0.extend(s.dq);
-        grads.1.extend(s.dk);
-        grads.2.extend(s.dv);
+    let (lq, lk) = (p.seq_q, p.seq_k);
+    let (d, dv) = (p.head_dim, p.value_dim);
+    let mut dq = vec![T::zero(); n_batch * lq * d];
+    let mut dk = vec![T::zero(); n_batch * lk * d];
+    let mut dvv = vec![T::zero(); n_batch * lk * dv];
+    let mut slices: Vec<SliceGrads<'_, T>> = Vec::with_capacity(n_batch);
+    let (mut dq_rest, mut dk_rest, mut dv_rest) = (&mut dq[..], &mut dk[..], &mut dvv[..]);
+    for _ in 0..n_batch {
+        let (dq, r1) = std::mem::take(&mut dq_rest).split_at_mut(lq * d);
+        let (dk, r2) = std::mem::take(&mut dk_rest).split_at_mut(lk * d);
+        let (dv, r3) = std::mem::take(&mut dv_rest).split_at_mut(lk * dv);
+        (dq_rest, dk_rest, dv_rest) = (r1, r2, r3);
+        slices.push(SliceGrads { dq, dk, dv });
     }
-    grads
+    slices.into_par_iter().enumerate().for_each(|(b, grads)| {
+        backward_slice(plan, b, saved, &lse[b * lq..(b + 1) * lq], grads);
+    });
+    (dq, dk, dvv)
 }
 
 /// FlashAttention-2's backward for slice `b`: key blocks outside, query blocks inside.
@@ -405,57 +447,67 @@ fn backward_slice<T: Element>(
     b: usize,
     saved: &Saved<T>,
     lse: &[T],
-) -> SliceGrads<T> {
+    grads: SliceGrads<'_, T>,
+) {
     let p = plan.problem;
     let (lq, lk, d, dv) = (p.seq_q, p.seq_k, p.head_dim, p.value_dim);
     let (tq, tk) = (plan.tile_q, plan.tile_k);
     let delta: Vec<T> = (0..lq)
-        .map(|i| dot(&saved.grad.row(b, i), &saved.out.row(b, i)))
+        .map(|i| dot(saved.grad.row(b, i), saved.out.row(b, i)))
         .collect();
-    let mut dq = vec![T::zero(); lq * d];
-    let mut dk = vec![T::zero(); lk * d];
-    let mut dvv = vec![T::zero(); lk * dv];
-    let t = |x: Tensor<T>| x.t().expect("bug: 2-D block");
+    let mut prob_buf = vec![T::zero(); tq * tk];
+    let mut ds_buf = vec![T::zero(); tq * tk];
     for j0 in (0..lk).step_by(tk) {
         let cols = tk.min(lk - j0);
         let (k_blk, v_blk) = (saved.k.block(b, j0, cols), saved.v.block(b, j0, cols));
-        let (k_t, v_t) = (t(k_blk.clone()), t(v_blk));
         for i0 in (0..lq).step_by(tq) {
             let rows = tq.min(lq - i0);
             if plan.key_end(i0 + rows) <= j0 {
                 continue;
             }
             let (q_blk, g_blk) = (saved.q.block(b, i0, rows), saved.grad.block(b, i0, rows));
-            let mut prob = matmul(&q_blk, &k_t);
-            let mut ds = matmul(&g_blk, &v_t);
+            let prob = &mut prob_buf[..rows * cols];
+            let ds = &mut ds_buf[..rows * cols];
+            gemm(q_blk, k_blk.t(), prob, false);
+            gemm(g_blk, v_blk.t(), ds, false);
             for r in 0..rows {
                 let i = i0 + r;
-                for c in 0..cols {
-                    let idx = r * cols + c;
-                    if lse[i] == T::neg_infinity() {
-                        prob[idx] = T::zero();
-                        ds[idx] = T::zero();
-                        continue;
+                let p_row = &mut prob[r * cols..(r + 1) * cols];
+                let ds_row = &mut ds[r * cols..(r + 1) * cols];
+                if lse[i] == T::neg_infinity() {
+                    p_row.fill(T::zero());
+                    ds_row.fill(T::zero());
+                    continue;
+                }
+                plan.score_row(b, i, j0, p_row);
+                kernels::exp_shifted(p_row, lse[i]);
+                let (di, scale) = (delta[i], p.scale);
+                if p.dropout.is_some() {
+                    for (c, (pij, dsij)) in p_row.iter_mut().zip(ds_row.iter_mut()).enumerate() {
+                        let drop = plan.drop(b, i, j0 + c);
+                        *dsij = *pij * (*dsij * drop - di) * scale;
+                        *pij *= drop;
                     }
-                    let pij = (plan.score(b, i, j0 + c, prob[idx]) - lse[i]).exp();
-                    let drop = plan.drop(b, i, j0 + c);
-                    prob[idx] = pij * drop;
-                    ds[idx] = pij * (ds[idx] * drop - delta[i]) * p.scale;
+                } else {
+                    for (pij, dsij) in p_row.iter().zip(ds_row.iter_mut()) {
+                        *dsij = *pij * (*dsij - di) * scale;
+                    }
                 }
             }
-            let (prob, ds) = (block_tensor(prob, rows, cols), block_tensor(ds, rows, cols));
-            add_into(
-                &mut dvv[j0 * dv..(j0 + cols) * dv],
-                &matmul(&t(prob), &g_blk),
+            let (prob, ds) = (
+                MatRef::row_major(&*prob, rows, cols),
+                MatRef::row_major(&*ds, rows, cols),
             );
-            add_into(
-                &mut dk[j0 * d..(j0 + cols) * d],
-                &matmul(&t(ds.clone()), &q_blk),
+            gemm(
+                prob.t(),
+                g_blk,
+                &mut grads.dv[j0 * dv..(j0 + cols) * dv],
+                true,
             );
-            add_into(&mut dq[i0 * d..(i0 + rows) * d], &matmul(&ds, &k_blk));
+            gemm(ds.t(), q_blk, &mut grads.dk[j0 * d..(j0 + cols) * d], true);
+            gemm(ds, k_blk, &mut grads.dq[i0 * d..(i0 + rows) * d], true);
         }
     }
-    SliceGrads { dq, dk, dv: dvv }
 }
 
 /// The backward record of the tiled op: the problem and the per-row log-sum-exp.
@@ -500,14 +552,13 @@ impl<T: Element> Backward<T> for TiledBackward<T> {
             self.recorded(inputs, grad)?
         } else {
             let plan = Plan::new(&self.problem, self.tile_q, self.tile_k);
-            let p = &self.problem;
             let vals: Vec<Tensor<T>> = inputs.iter().map(Var::value).collect();
             let saved = Saved {
-                q: Rows::new(&vals[0], p.seq_q)?,
-                k: Rows::new(&vals[1], p.seq_k)?,
-                v: Rows::new(&vals[2], p.seq_k)?,
-                out: Rows::new(&result.value(), p.seq_q)?,
-                grad: Rows::new(&grad.value(), p.seq_q)?,
+                q: Rows::new(&vals[0]),
+                k: Rows::new(&vals[1]),
+                v: Rows::new(&vals[2]),
+                out: Rows::new(&result.value()),
+                grad: Rows::new(&grad.value()),
             };
             let (dq, dk, dv) = backward(&plan, &saved, &self.lse);
             [
@@ -729,6 +780,77 @@ mod tests {
         gradgradcheck(f, &inputs, GradcheckOptions::default()).unwrap();
     }
 
+    /// How a test stores an input `lead + [seq, width]`: 0 contiguous, 1 with the last lead
+    /// dim inside the rows (the heads of a fused projection, `(.., seq, heads, width)`), 2
+    /// transposed (`(.., width, seq)`, last dim not contiguous).
+    fn stored_shape(shape: &[usize], layout: u8) -> Vec<usize> {
+        let mut s = shape.to_vec();
+        let n = s.len();
+        match layout {
+            1 => s.swap(n - 3, n - 2),
+            2 => s.swap(n - 2, n - 1),
+            _ => {}
+        }
+        s
+    }
+
+    /// The view of a stored input with the shape the kernel expects.
+    fn as_viewed(x: &Var<f64>, layout: u8) -> Var<f64> {
+        match layout {
+            1 => x.transpose(-3, -2).unwrap(),
+            2 => x.transpose(-2, -1).unwrap(),
+            _ => x.clone(),
+        }
+    }
+
+    #[test]
+    fn strided_and_transposed_inputs_give_the_results_of_contiguous_ones() {
+        let mut c = case(&[2, 3], 11, 9, true, 2);
+        c.seed = 7;
+        let (tq, tk) = (4, 3);
+        let mut gen = Generator::new(c.seed);
+        let problem = c.problem::<f64>(&mut gen);
+        let inputs = c.inputs::<f64>(&mut gen);
+        let g: Tensor<f64> = gen.randn(&c.shape(c.seq_q, c.value_dim));
+        let results: Vec<Vec<Vec<f64>>> = [0u8, 1, 2]
+            .iter()
+            .map(|&layout| {
+                let stored: Vec<Var<f64>> = inputs
+                    .iter()
+                    .map(|x| {
+                        // The same values, stored in the other layout (each swap is its own
+                        // inverse).
+                        let stored = as_viewed(&Var::new(x.clone()), layout).value().contiguous();
+                        assert_eq!(stored.shape(), stored_shape(x.shape(), layout));
+                        Var::parameter(stored)
+                    })
+                    .collect();
+                let viewed: Vec<Var<f64>> = stored.iter().map(|x| as_viewed(x, layout)).collect();
+                assert_eq!(viewed[0].value().is_contiguous(), layout == 0);
+                let y = attention_with_tiles(&viewed[0], &viewed[1], &viewed[2], &problem, tq, tk)
+                    .unwrap();
+                y.backward_with(&g, BackwardOptions::default()).unwrap();
+                let mut r = vec![y.value().to_vec()];
+                r.extend(stored.iter().map(|x| {
+                    as_viewed(&Var::new(x.grad().unwrap()), layout)
+                        .value()
+                        .to_vec()
+                }));
+                r
+            })
+            .collect();
+        for (layout, got) in results.iter().enumerate().skip(1) {
+            for (w, g) in results[0].iter().zip(got) {
+                for (a, b) in w.iter().zip(g) {
+                    assert!(
+                        (a - b).abs() <= 1e-12 * (1.0 + a.abs()),
+                        "layout {layout}: {a} {b}"
+                    );
+                }
+            }
+        }
+    }
+
     fn cases() -> impl Strategy<Value = (Case, usize, usize)> {
         (
             proptest::collection::vec(1usize..3, 1..3),
@@ -756,12 +878,18 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(32))]
 
         #[test]
-        fn tiled_gradcheck((c, tq, tk) in cases()) {
+        fn tiled_gradcheck((c, tq, tk) in cases(), layout in 0u8..3) {
             let mut gen = Generator::new(c.seed);
             let problem = c.problem::<f64>(&mut gen);
-            let inputs = c.inputs::<f64>(&mut gen);
+            // Inputs stored in `layout`, seen by the kernel through a transposed view.
+            let inputs: Vec<Tensor<f64>> = c
+                .inputs::<f64>(&mut gen)
+                .iter()
+                .map(|x| gen.randn(&stored_shape(x.shape(), layout)))
+                .collect();
             let f = |x: &[Var<f64>]| {
-                attention_with_tiles(&x[0], &x[1], &x[2], &problem, tq, tk).map_err(|e| {
+                let [q, k, v] = [0, 1, 2].map(|i| as_viewed(&x[i], layout));
+                attention_with_tiles(&q, &k, &v, &problem, tq, tk).map_err(|e| {
                     match e {
                         crate::AttentionError::Autograd(a) => a,
                         other => panic!("{other}"),
@@ -770,7 +898,7 @@ mod tests {
             };
 
             let r = gradcheck(f, &inputs, GradcheckOptions::default());
-            prop_assert!(r.is_ok(), "{:?} tiles ({}, {}): {:?}", c, tq, tk, r);
+            prop_assert!(r.is_ok(), "{:?} tiles ({}, {}) layout {}: {:?}", c, tq, tk, layout, r);
         }
     }
 }
