@@ -4,7 +4,7 @@
 //! `cargo bench -p strata-attention`; the numbers are recorded in the docs of
 //! `strata_attention::tiled`, where they set `TILED_MIN_SEQ`.
 
-use criterion::{criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion};
 use strata_attention::{scaled_dot_product_attention, SdpaKernel, SdpaOptions};
 use strata_autograd::{no_grad, BackwardOptions, Var};
 use strata_tensor::{Generator, Tensor};
@@ -77,4 +77,12 @@ mod harness {
     }
 }
 
-criterion_main!(harness::benches);
+fn main() {
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        harness::benches();
+        criterion::Criterion::default()
+            .configure_from_args()
+            .final_summary();
+    });
+}

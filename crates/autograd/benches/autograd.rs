@@ -65,8 +65,11 @@ fn mlp(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
-    op_overhead(&mut criterion);
-    mlp(&mut criterion);
-    criterion.final_summary();
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        let mut criterion = Criterion::default().configure_from_args();
+        op_overhead(&mut criterion);
+        mlp(&mut criterion);
+        criterion.final_summary();
+    });
 }

@@ -96,6 +96,19 @@ fn one_line(message: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let threads = match &cli.command {
+        Command::Train(args) => args.run.threads,
+        Command::Resume(args) => args.run.threads,
+        Command::Sample(args) => args.threads,
+        Command::Eval(args) => args.threads,
+    };
+    set_threads(threads)?;
+    // The command runs on a worker of the pool, so the thread that runs the ops takes part in
+    // their parallel kernels (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
         Command::Resume(args) => resume(args),
@@ -120,7 +133,6 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     let model = ModelKind::parse(&args.model)?;
-    set_threads(args.run.threads)?;
     let flags = args.overrides.to_overrides(args.data.clone());
     let mut config = RunConfig::resolve(
         model,
@@ -195,7 +207,6 @@ fn check_applies(config: &RunConfig) -> Result<()> {
 }
 
 fn resume(args: ResumeArgs) -> Result<()> {
-    set_threads(args.run.threads)?;
     let run = RunDir::open(&args.run_dir)?;
     let mut state = trainer::recover(&run)?;
     trainer::check_model_step(&run, &state)?;
@@ -249,7 +260,6 @@ fn open_trained(run_dir: &std::path::Path) -> Result<(RunDir, RunConfig, Box<dyn
 }
 
 fn sample(args: SampleArgs) -> Result<()> {
-    set_threads(args.threads)?;
     check_sampling(&args)?;
     let (_, _, mut task) = open_trained(&args.run_dir)?;
     let options = SampleOptions {
@@ -301,7 +311,6 @@ fn check_sampling(args: &SampleArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    set_threads(args.threads)?;
     let (run, config, mut task) = open_trained(&args.run_dir)?;
     let result = task.evaluate()?;
     println!("run: {} ({})", run.path().display(), config.model);

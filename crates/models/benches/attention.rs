@@ -47,11 +47,14 @@ fn attention(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    attention(&mut criterion);
-    criterion.final_summary();
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        let mut criterion = Criterion::default()
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3))
+            .configure_from_args();
+        attention(&mut criterion);
+        criterion.final_summary();
+    });
 }

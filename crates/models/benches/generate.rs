@@ -45,12 +45,15 @@ fn generate(c: &mut Criterion) {
 }
 
 fn main() {
-    // One iteration takes about a second: the fewest samples criterion allows, flat.
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5))
-        .configure_from_args();
-    generate(&mut criterion);
-    criterion.final_summary();
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        // One iteration takes about a second: the fewest samples criterion allows, flat.
+        let mut criterion = Criterion::default()
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(5))
+            .configure_from_args();
+        generate(&mut criterion);
+        criterion.final_summary();
+    });
 }

@@ -131,15 +131,18 @@ fn lstm_step(c: &mut Criterion) {
 }
 
 fn main() {
-    // Each step takes milliseconds to a tenth of a second: ten flat samples over a few
-    // seconds give a steady median. Command-line options (the runner's `--quick`) override.
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    gpt_step(&mut criterion);
-    lenet_step(&mut criterion);
-    lstm_step(&mut criterion);
-    criterion.final_summary();
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        // Each step takes milliseconds to a tenth of a second: ten flat samples over a few
+        // seconds give a steady median. Command-line options (the runner's `--quick`) override.
+        let mut criterion = Criterion::default()
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+            .configure_from_args();
+        gpt_step(&mut criterion);
+        lenet_step(&mut criterion);
+        lstm_step(&mut criterion);
+        criterion.final_summary();
+    });
 }

@@ -13,13 +13,21 @@ use std::time::Instant;
 use strata_models::{Gpt, GptConfig};
 use strata_nn_layers::Module;
 use strata_optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, ParamGroup};
+use strata_tensor::parallel::in_pool;
 use strata_tensor::{Generator, IndexTensor};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
     let steps: usize = match std::env::args().nth(1) {
         Some(arg) => arg.parse()?,
         None => 20,
     };
+    // On a worker of the pool, as the benchmark and `strata train` run their steps.
+    in_pool(|| run(steps))
+}
+
+fn run(steps: usize) -> Result<(), BoxError> {
     let config = GptConfig {
         vocab_size: 65,
         block_size: 64,
@@ -54,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ])?;
     let params = model.parameters();
-    let mut step = || -> Result<f32, Box<dyn std::error::Error>> {
+    let mut step = || -> Result<f32, BoxError> {
         let loss = model.loss(&xs, &ys)?;
         loss.backward()?;
         clip_grad_norm(&params, 1.0, 2.0)?;

@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_main, Criterion};
+use criterion::Criterion;
 use strata_tensor::{
     conv2d, conv2d_backward_input, conv2d_backward_weight, max_pool2d, max_pool2d_backward,
     Conv2dParams, Generator, MaxPool2dParams, Tensor,
@@ -82,4 +82,12 @@ mod harness {
     criterion::criterion_group!(benches, super::conv_benches);
 }
 
-criterion_main!(harness::benches);
+fn main() {
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        harness::benches();
+        criterion::Criterion::default()
+            .configure_from_args()
+            .final_summary();
+    });
+}

@@ -37,7 +37,10 @@ fn elementwise(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
-    elementwise(&mut criterion);
-    criterion.final_summary();
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        let mut criterion = Criterion::default().configure_from_args();
+        elementwise(&mut criterion);
+        criterion.final_summary();
+    });
 }

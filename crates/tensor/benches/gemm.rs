@@ -39,7 +39,10 @@ fn gemm(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
-    gemm(&mut criterion);
-    criterion.final_summary();
+    // On a worker of the pool, as a training loop runs (see `strata_tensor::parallel::in_pool`).
+    strata_tensor::parallel::in_pool(|| {
+        let mut criterion = Criterion::default().configure_from_args();
+        gemm(&mut criterion);
+        criterion.final_summary();
+    });
 }

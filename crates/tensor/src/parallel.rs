@@ -8,6 +8,36 @@
 
 use rayon::prelude::*;
 
+/// Runs `op` on a worker thread of rayon's global pool and returns its result, blocking the
+/// calling thread meanwhile; called from a worker, it just runs `op`.
+///
+/// Run a training loop this way. Called from the main thread, every parallel kernel hands its
+/// work to the pool's workers and puts the main thread to sleep until they finish: with as
+/// many workers as cores there are then more threads than cores, and each op pays for
+/// waking a worker and being woken back (measured on 2 cores: a char GPT training step 11%
+/// faster inside). Inside the pool the thread that runs the ops takes part in their kernels,
+/// as the main thread of an OpenMP program such as PyTorch does. Results are the same bits
+/// either way.
+///
+/// Thread-local state set outside (`strata_autograd::no_grad` guards, for one) does not
+/// carry into `op`; set it inside.
+///
+/// ```
+/// let total = strata_tensor::parallel::in_pool(|| {
+///     let x = strata_tensor::Tensor::<f32>::ones(&[1000]);
+///     x.sum_all().item()
+/// });
+/// assert_eq!(total?, 1000.0);
+/// # Ok::<(), strata_tensor::TensorError>(())
+/// ```
+pub fn in_pool<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        op()
+    } else {
+        rayon::scope(|_| op())
+    }
+}
+
 /// Elementwise kernels on at least this many elements run in parallel.
 pub const PAR_THRESHOLD: usize = 1 << 16;
 
@@ -92,4 +122,26 @@ pub(crate) fn pairwise_sum<T: crate::Element>(xs: &[T]) -> T {
         total += x;
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_pool_runs_on_a_worker_and_returns_the_result() {
+        assert_eq!(rayon::current_thread_index(), None);
+        let (index, nested) = in_pool(|| {
+            let nested = in_pool(rayon::current_thread_index);
+            (rayon::current_thread_index(), nested)
+        });
+        assert!(index.is_some());
+        assert_eq!(nested, index);
+    }
+
+    #[test]
+    fn in_pool_passes_panics_back_to_the_caller() {
+        let caught = std::panic::catch_unwind(|| in_pool(|| panic!("inside")));
+        assert!(caught.is_err());
+    }
 }
