@@ -218,7 +218,8 @@ fn render_ops(table: &Table) -> anyhow::Result<String> {
         "//! Differentiable ops on `Var`, generated from the derivatives table.\n\
          //!\n\
          //! Each op computes its value with `strata-tensor` and records a backward rule whose\n\
-         //! gradient expressions are themselves `Var` ops, so they can be differentiated again.\n\n\
+         //! gradient expressions are themselves `Var` ops, so they can be differentiated \
+         again.\n\n\
          #![allow(clippy::all, unused_variables, unused_imports, unused_braces)]\n\n\
          use std::marker::PhantomData;\n\n\
          use strata_tensor::*;\n\n\
@@ -347,8 +348,8 @@ fn render_backward(out: &mut String, op: &Op) -> anyhow::Result<()> {
         op.name
     );
     out.push_str(
-        "    fn backward(\n        &self,\n        inputs: &[Var<T>],\n        result: &Var<T>,\n        \
-         grad: &Var<T>,\n    ) -> Result<Vec<Option<Var<T>>>> {\n",
+        "    fn backward(\n        &self,\n        inputs: &[Var<T>],\n        \
+         result: &Var<T>,\n        grad: &Var<T>,\n    ) -> Result<Vec<Option<Var<T>>>> {\n",
     );
     let _ = writeln!(out, "        let input = &inputs[0];");
     let mut var_names = vec!["input".to_string()];
@@ -416,6 +417,16 @@ fn render_tests(table: &Table) -> String {
     );
     for op in &table.op {
         let c = &op.check;
+        // rustfmt leaves the body of `proptest!` as written, so the op under test is a plain
+        // function outside it, which rustfmt wraps at 100 columns.
+        let _ = writeln!(
+            out,
+            "\n/// The op that `{0}` checks, from the inputs `x` and the drawn `case`.\n\
+             fn {0}_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {{\n    \
+             Ok({{ {1} }})\n}}",
+            op.name,
+            c.call.trim()
+        );
         let _ = writeln!(out, "\nproptest! {{");
         let _ = writeln!(
             out,
@@ -428,17 +439,43 @@ fn render_tests(table: &Table) -> String {
             "    fn {}(case in strata_autograd::testing::{}) {{",
             op.name, c.strategy
         );
-        let _ = writeln!(
-            out,
-            "        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> {{ Ok({{ {} }}) }};",
-            c.call.trim()
-        );
-        let _ = writeln!(
-            out,
-            "        check_op({:?}, &case, f, {}).map_err(TestCaseError::fail)?;",
+        // Written as rustfmt would break it: on one line if that fits in 100 columns.
+        let call = format!(
+            "check_op({0:?}, &case, {0}_op, {1})",
             op.name, c.second_order
         );
+        let one_line = format!("        {call}.map_err(TestCaseError::fail)?;");
+        if one_line.len() <= 100 {
+            let _ = writeln!(out, "{one_line}");
+        } else {
+            let _ = writeln!(
+                out,
+                "        {call}\n            .map_err(TestCaseError::fail)?;"
+            );
+        }
         let _ = writeln!(out, "    }}\n}}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the op under test was a closure inside `proptest!`, which rustfmt does not
+    /// format, so dozens of generated lines ran past 100 columns.
+    #[test]
+    fn generated_lines_fit_in_100_columns() {
+        for (path, text) in generate().unwrap() {
+            for (index, line) in text.lines().enumerate() {
+                assert!(
+                    line.chars().count() <= 100,
+                    "{}:{} has {} columns: {line}",
+                    path.display(),
+                    index + 1,
+                    line.chars().count()
+                );
+            }
+        }
+    }
 }

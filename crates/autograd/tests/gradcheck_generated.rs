@@ -96,704 +96,1088 @@ fn every_registered_op_has_a_gradient_check() {
     assert_eq!(CHECKED, strata_autograd::generated::OPS);
 }
 
+/// The op that `neg` checks, from the inputs `x` and the drawn `case`.
+fn neg_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].neg() })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn neg(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].neg() }) };
-        check_op("neg", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("neg", &case, neg_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `abs` checks, from the inputs `x` and the drawn `case`.
+fn abs_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].abs() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn abs(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].abs() }) };
-        check_op("abs", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("abs", &case, abs_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sign` checks, from the inputs `x` and the drawn `case`.
+fn sign_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sign() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sign(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sign() }) };
-        check_op("sign", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("sign", &case, sign_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `exp` checks, from the inputs `x` and the drawn `case`.
+fn exp_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].exp() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn exp(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].exp() }) };
-        check_op("exp", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("exp", &case, exp_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `ln` checks, from the inputs `x` and the drawn `case`.
+fn ln_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].ln() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn ln(case in strata_autograd::testing::unary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].ln() }) };
-        check_op("ln", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("ln", &case, ln_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `log1p` checks, from the inputs `x` and the drawn `case`.
+fn log1p_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].log1p() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn log1p(case in strata_autograd::testing::unary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].log1p() }) };
-        check_op("log1p", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("log1p", &case, log1p_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sqrt` checks, from the inputs `x` and the drawn `case`.
+fn sqrt_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sqrt() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sqrt(case in strata_autograd::testing::unary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sqrt() }) };
-        check_op("sqrt", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("sqrt", &case, sqrt_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `rsqrt` checks, from the inputs `x` and the drawn `case`.
+fn rsqrt_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].rsqrt() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn rsqrt(case in strata_autograd::testing::unary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].rsqrt() }) };
-        check_op("rsqrt", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("rsqrt", &case, rsqrt_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `powf` checks, from the inputs `x` and the drawn `case`.
+fn powf_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].powf(1.7) })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn powf(case in strata_autograd::testing::unary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].powf(1.7) }) };
-        check_op("powf", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("powf", &case, powf_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `powi` checks, from the inputs `x` and the drawn `case`.
+fn powi_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].powi(3) })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn powi(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].powi(3) }) };
-        check_op("powi", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("powi", &case, powi_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `square` checks, from the inputs `x` and the drawn `case`.
+fn square_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].square() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn square(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].square() }) };
-        check_op("square", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("square", &case, square_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sin` checks, from the inputs `x` and the drawn `case`.
+fn sin_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sin() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sin(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sin() }) };
-        check_op("sin", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("sin", &case, sin_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `cos` checks, from the inputs `x` and the drawn `case`.
+fn cos_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].cos() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn cos(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].cos() }) };
-        check_op("cos", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("cos", &case, cos_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `tanh` checks, from the inputs `x` and the drawn `case`.
+fn tanh_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].tanh() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn tanh(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].tanh() }) };
-        check_op("tanh", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("tanh", &case, tanh_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sigmoid` checks, from the inputs `x` and the drawn `case`.
+fn sigmoid_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sigmoid() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sigmoid(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sigmoid() }) };
-        check_op("sigmoid", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("sigmoid", &case, sigmoid_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `relu` checks, from the inputs `x` and the drawn `case`.
+fn relu_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].relu() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn relu(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].relu() }) };
-        check_op("relu", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("relu", &case, relu_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `leaky_relu` checks, from the inputs `x` and the drawn `case`.
+fn leaky_relu_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].leaky_relu(0.1) })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn leaky_relu(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].leaky_relu(0.1) }) };
-        check_op("leaky_relu", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("leaky_relu", &case, leaky_relu_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `erf` checks, from the inputs `x` and the drawn `case`.
+fn erf_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].erf() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn erf(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].erf() }) };
-        check_op("erf", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("erf", &case, erf_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `gelu` checks, from the inputs `x` and the drawn `case`.
+fn gelu_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].gelu() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn gelu(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gelu() }) };
-        check_op("gelu", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("gelu", &case, gelu_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `gelu_tanh` checks, from the inputs `x` and the drawn `case`.
+fn gelu_tanh_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].gelu_tanh() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn gelu_tanh(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gelu_tanh() }) };
-        check_op("gelu_tanh", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("gelu_tanh", &case, gelu_tanh_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `silu` checks, from the inputs `x` and the drawn `case`.
+fn silu_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].silu() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn silu(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].silu() }) };
-        check_op("silu", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("silu", &case, silu_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `softplus` checks, from the inputs `x` and the drawn `case`.
+fn softplus_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].softplus() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn softplus(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].softplus() }) };
-        check_op("softplus", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("softplus", &case, softplus_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `clamp` checks, from the inputs `x` and the drawn `case`.
+fn clamp_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].clamp(-1.0, 1.0) })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn clamp(case in strata_autograd::testing::unary(Domain::AwayFromZero)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].clamp(-1.0, 1.0) }) };
-        check_op("clamp", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("clamp", &case, clamp_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `reciprocal` checks, from the inputs `x` and the drawn `case`.
+fn reciprocal_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].reciprocal() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn reciprocal(case in strata_autograd::testing::unary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].reciprocal() }) };
-        check_op("reciprocal", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("reciprocal", &case, reciprocal_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `add_scalar` checks, from the inputs `x` and the drawn `case`.
+fn add_scalar_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].add_scalar(0.5) })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn add_scalar(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add_scalar(0.5) }) };
-        check_op("add_scalar", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("add_scalar", &case, add_scalar_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `mul_scalar` checks, from the inputs `x` and the drawn `case`.
+fn mul_scalar_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].mul_scalar(-1.5) })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn mul_scalar(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mul_scalar(-1.5) }) };
-        check_op("mul_scalar", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("mul_scalar", &case, mul_scalar_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `add` checks, from the inputs `x` and the drawn `case`.
+fn add_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].add(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn add(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add(&x[1])? }) };
-        check_op("add", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("add", &case, add_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sub` checks, from the inputs `x` and the drawn `case`.
+fn sub_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sub(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sub(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sub(&x[1])? }) };
-        check_op("sub", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("sub", &case, sub_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `mul` checks, from the inputs `x` and the drawn `case`.
+fn mul_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].mul(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn mul(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mul(&x[1])? }) };
-        check_op("mul", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("mul", &case, mul_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `div` checks, from the inputs `x` and the drawn `case`.
+fn div_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].div(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn div(case in strata_autograd::testing::binary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].div(&x[1])? }) };
-        check_op("div", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("div", &case, div_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `pow` checks, from the inputs `x` and the drawn `case`.
+fn pow_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].pow(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn pow(case in strata_autograd::testing::binary(Domain::Positive)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].pow(&x[1])? }) };
-        check_op("pow", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("pow", &case, pow_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `maximum` checks, from the inputs `x` and the drawn `case`.
+fn maximum_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].maximum(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn maximum(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].maximum(&x[1])? }) };
-        check_op("maximum", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("maximum", &case, maximum_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `minimum` checks, from the inputs `x` and the drawn `case`.
+fn minimum_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].minimum(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn minimum(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].minimum(&x[1])? }) };
-        check_op("minimum", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("minimum", &case, minimum_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `where_cond` checks, from the inputs `x` and the drawn `case`.
+fn where_cond_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].where_cond(&case.mask, &x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn where_cond(case in strata_autograd::testing::same_shape_pair(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].where_cond(&case.mask, &x[1])? }) };
-        check_op("where_cond", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("where_cond", &case, where_cond_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `masked_fill` checks, from the inputs `x` and the drawn `case`.
+fn masked_fill_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].masked_fill(&case.mask, -3.0)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn masked_fill(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].masked_fill(&case.mask, -3.0)? }) };
-        check_op("masked_fill", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("masked_fill", &case, masked_fill_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sum_all` checks, from the inputs `x` and the drawn `case`.
+fn sum_all_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sum_all() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sum_all(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum_all() }) };
-        check_op("sum_all", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("sum_all", &case, sum_all_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sum` checks, from the inputs `x` and the drawn `case`.
+fn sum_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sum(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sum(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum(&case.dims)? }) };
-        check_op("sum", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("sum", &case, sum_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sum_keepdim` checks, from the inputs `x` and the drawn `case`.
+fn sum_keepdim_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].sum_keepdim(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sum_keepdim(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].sum_keepdim(&case.dims)? }) };
-        check_op("sum_keepdim", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("sum_keepdim", &case, sum_keepdim_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `mean_all` checks, from the inputs `x` and the drawn `case`.
+fn mean_all_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].mean_all() })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn mean_all(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean_all() }) };
-        check_op("mean_all", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("mean_all", &case, mean_all_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `mean` checks, from the inputs `x` and the drawn `case`.
+fn mean_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].mean(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn mean(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean(&case.dims)? }) };
-        check_op("mean", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("mean", &case, mean_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `mean_keepdim` checks, from the inputs `x` and the drawn `case`.
+fn mean_keepdim_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].mean_keepdim(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn mean_keepdim(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].mean_keepdim(&case.dims)? }) };
-        check_op("mean_keepdim", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("mean_keepdim", &case, mean_keepdim_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `var` checks, from the inputs `x` and the drawn `case`.
+fn var_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].var(&case.dims, 0)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn var(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].var(&case.dims, 0)? }) };
-        check_op("var", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("var", &case, var_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `max` checks, from the inputs `x` and the drawn `case`.
+fn max_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].max(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn max(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].max(&case.dims)? }) };
-        check_op("max", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("max", &case, max_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `min` checks, from the inputs `x` and the drawn `case`.
+fn min_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].min(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn min(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].min(&case.dims)? }) };
-        check_op("min", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("min", &case, min_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `logsumexp` checks, from the inputs `x` and the drawn `case`.
+fn logsumexp_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].logsumexp(&case.dims)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn logsumexp(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].logsumexp(&case.dims)? }) };
-        check_op("logsumexp", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("logsumexp", &case, logsumexp_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `softmax` checks, from the inputs `x` and the drawn `case`.
+fn softmax_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].softmax(case.dim)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn softmax(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].softmax(case.dim)? }) };
-        check_op("softmax", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("softmax", &case, softmax_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `log_softmax` checks, from the inputs `x` and the drawn `case`.
+fn log_softmax_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].log_softmax(case.dim)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn log_softmax(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].log_softmax(case.dim)? }) };
-        check_op("log_softmax", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("log_softmax", &case, log_softmax_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `sum_to_shape` checks, from the inputs `x` and the drawn `case`.
+fn sum_to_shape_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].add(&x[1])?.sum_to_shape(case.inputs[1].shape())? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn sum_to_shape(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].add(&x[1])?.sum_to_shape(case.inputs[1].shape())? }) };
-        check_op("sum_to_shape", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("sum_to_shape", &case, sum_to_shape_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `broadcast_to` checks, from the inputs `x` and the drawn `case`.
+fn broadcast_to_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[1].broadcast_to(&strata_tensor::broadcast_shapes(
+            "t",
+            x[0].shape(),
+            x[1].shape(),
+        )?)?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn broadcast_to(case in strata_autograd::testing::binary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[1].broadcast_to(&strata_tensor::broadcast_shapes("t", x[0].shape(), x[1].shape())?)? }) };
-        check_op("broadcast_to", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("broadcast_to", &case, broadcast_to_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `matmul` checks, from the inputs `x` and the drawn `case`.
+fn matmul_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].matmul(&x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn matmul(case in strata_autograd::testing::matmul_pair()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].matmul(&x[1])? }) };
-        check_op("matmul", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("matmul", &case, matmul_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `reshape` checks, from the inputs `x` and the drawn `case`.
+fn reshape_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].reshape(&[x[0].numel(), 1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn reshape(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].reshape(&[x[0].numel(), 1])? }) };
-        check_op("reshape", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("reshape", &case, reshape_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `transpose` checks, from the inputs `x` and the drawn `case`.
+fn transpose_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].transpose(0, case.dim)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn transpose(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].transpose(0, case.dim)? }) };
-        check_op("transpose", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("transpose", &case, transpose_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `permute` checks, from the inputs `x` and the drawn `case`.
+fn permute_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].permute(&(0..x[0].ndim() as isize).rev().collect::<Vec<_>>())? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn permute(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].permute(&(0..x[0].ndim() as isize).rev().collect::<Vec<_>>())? }) };
-        check_op("permute", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("permute", &case, permute_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `squeeze_dim` checks, from the inputs `x` and the drawn `case`.
+fn squeeze_dim_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].squeeze_dim(case.dim)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn squeeze_dim(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].squeeze_dim(case.dim)? }) };
-        check_op("squeeze_dim", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("squeeze_dim", &case, squeeze_dim_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `unsqueeze` checks, from the inputs `x` and the drawn `case`.
+fn unsqueeze_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].unsqueeze(case.dim)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn unsqueeze(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].unsqueeze(case.dim)? }) };
-        check_op("unsqueeze", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("unsqueeze", &case, unsqueeze_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `flatten` checks, from the inputs `x` and the drawn `case`.
+fn flatten_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].flatten(0, -1)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn flatten(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].flatten(0, -1)? }) };
-        check_op("flatten", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("flatten", &case, flatten_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `narrow` checks, from the inputs `x` and the drawn `case`.
+fn narrow_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        {
+            let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?];
+            x[0].narrow(case.dim, n / 2, n - n / 2)?
+        }
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn narrow(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?]; x[0].narrow(case.dim, n / 2, n - n / 2)? } }) };
-        check_op("narrow", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("narrow", &case, narrow_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `slice` checks, from the inputs `x` and the drawn `case`.
+fn slice_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        {
+            let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?];
+            x[0].slice(case.dim, n / 3, n, 2)?
+        }
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn slice(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let n = x[0].shape()[normalize_dim("t", case.dim, x[0].ndim())?]; x[0].slice(case.dim, n / 3, n, 2)? } }) };
-        check_op("slice", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("slice", &case, slice_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `pad` checks, from the inputs `x` and the drawn `case`.
+fn pad_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].pad(&[(1, 2)], 0.5)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn pad(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].pad(&[(1, 2)], 0.5)? }) };
-        check_op("pad", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("pad", &case, pad_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `repeat` checks, from the inputs `x` and the drawn `case`.
+fn repeat_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].repeat(&vec![2; x[0].ndim() + 1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn repeat(case in strata_autograd::testing::unary(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].repeat(&vec![2; x[0].ndim() + 1])? }) };
-        check_op("repeat", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("repeat", &case, repeat_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `index_select` checks, from the inputs `x` and the drawn `case`.
+fn index_select_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].index_select(case.dim, &case.index)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn index_select(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].index_select(case.dim, &case.index)? }) };
-        check_op("index_select", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("index_select", &case, index_select_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `index_add` checks, from the inputs `x` and the drawn `case`.
+fn index_add_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].index_add(
+            case.dim,
+            &case.index,
+            &x[0].index_select(case.dim, &case.index)?.mul_scalar(2.0),
+        )?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn index_add(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].index_add(case.dim, &case.index, &x[0].index_select(case.dim, &case.index)?.mul_scalar(2.0))? }) };
-        check_op("index_add", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("index_add", &case, index_add_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `gather` checks, from the inputs `x` and the drawn `case`.
+fn gather_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].gather(case.dim, &case.gather_index)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn gather(case in strata_autograd::testing::reduce(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].gather(case.dim, &case.gather_index)? }) };
-        check_op("gather", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("gather", &case, gather_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `scatter_add` checks, from the inputs `x` and the drawn `case`.
+fn scatter_add_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].scatter_add(case.dim, &case.gather_index, &x[1])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn scatter_add(case in strata_autograd::testing::same_shape_pair(Domain::Any)) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].scatter_add(case.dim, &case.gather_index, &x[1])? }) };
-        check_op("scatter_add", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("scatter_add", &case, scatter_add_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `embedding` checks, from the inputs `x` and the drawn `case`.
+fn embedding_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].embedding(&case.index, None)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn embedding(case in strata_autograd::testing::embedding()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)? }) };
-        check_op("embedding", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("embedding", &case, embedding_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `embedding_backward` checks, from the inputs `x` and the drawn `case`.
+fn embedding_backward_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].embedding(&case.index, None)?.embedding_backward(
+            &case.index,
+            x[0].shape()[0],
+            Some(1),
+        )?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn embedding_backward(case in strata_autograd::testing::embedding()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].embedding(&case.index, None)?.embedding_backward(&case.index, x[0].shape()[0], Some(1))? }) };
-        check_op("embedding_backward", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("embedding_backward", &case, embedding_backward_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `conv2d` checks, from the inputs `x` and the drawn `case`.
+fn conv2d_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].conv2d(&x[1], &case.conv2d)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
     fn conv2d(case in strata_autograd::testing::conv2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)? }) };
-        check_op("conv2d", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("conv2d", &case, conv2d_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `conv2d_backward_input` checks, from the inputs `x` and the drawn `case`.
+fn conv2d_backward_input_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_input(
+            &x[1],
+            x[0].shape(),
+            &case.conv2d,
+        )?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
     fn conv2d_backward_input(case in strata_autograd::testing::conv2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_input(&x[1], x[0].shape(), &case.conv2d)? }) };
-        check_op("conv2d_backward_input", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("conv2d_backward_input", &case, conv2d_backward_input_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `conv2d_backward_weight` checks, from the inputs `x` and the drawn `case`.
+fn conv2d_backward_weight_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_weight(
+            &x[0],
+            x[1].shape(),
+            &case.conv2d,
+        )?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
     fn conv2d_backward_weight(case in strata_autograd::testing::conv2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv2d(&x[1], &case.conv2d)?.conv2d_backward_weight(&x[0], x[1].shape(), &case.conv2d)? }) };
-        check_op("conv2d_backward_weight", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("conv2d_backward_weight", &case, conv2d_backward_weight_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `conv1d` checks, from the inputs `x` and the drawn `case`.
+fn conv1d_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].conv1d(&x[1], &case.conv1d)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
     fn conv1d(case in strata_autograd::testing::conv1d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)? }) };
-        check_op("conv1d", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("conv1d", &case, conv1d_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `conv1d_backward_input` checks, from the inputs `x` and the drawn `case`.
+fn conv1d_backward_input_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_input(
+            &x[1],
+            x[0].shape(),
+            &case.conv1d,
+        )?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
     fn conv1d_backward_input(case in strata_autograd::testing::conv1d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_input(&x[1], x[0].shape(), &case.conv1d)? }) };
-        check_op("conv1d_backward_input", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("conv1d_backward_input", &case, conv1d_backward_input_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `conv1d_backward_weight` checks, from the inputs `x` and the drawn `case`.
+fn conv1d_backward_weight_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_weight(
+            &x[0],
+            x[1].shape(),
+            &case.conv1d,
+        )?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
     fn conv1d_backward_weight(case in strata_autograd::testing::conv1d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].conv1d(&x[1], &case.conv1d)?.conv1d_backward_weight(&x[0], x[1].shape(), &case.conv1d)? }) };
-        check_op("conv1d_backward_weight", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("conv1d_backward_weight", &case, conv1d_backward_weight_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `max_pool2d` checks, from the inputs `x` and the drawn `case`.
+fn max_pool2d_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].max_pool2d(case.kernel, &case.max_pool)?.0 })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn max_pool2d(case in strata_autograd::testing::pool2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].max_pool2d(case.kernel, &case.max_pool)?.0 }) };
-        check_op("max_pool2d", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("max_pool2d", &case, max_pool2d_op, false).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `max_pool2d_backward` checks, from the inputs `x` and the drawn `case`.
+fn max_pool2d_backward_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        {
+            let (y, i) = x[0].max_pool2d(case.kernel, &case.max_pool)?;
+            y.max_pool2d_backward(&i, x[0].shape())?
+        }
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn max_pool2d_backward(case in strata_autograd::testing::pool2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ { let (y, i) = x[0].max_pool2d(case.kernel, &case.max_pool)?; y.max_pool2d_backward(&i, x[0].shape())? } }) };
-        check_op("max_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("max_pool2d_backward", &case, max_pool2d_backward_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `avg_pool2d` checks, from the inputs `x` and the drawn `case`.
+fn avg_pool2d_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn avg_pool2d(case in strata_autograd::testing::pool2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)? }) };
-        check_op("avg_pool2d", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("avg_pool2d", &case, avg_pool2d_op, true).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `avg_pool2d_backward` checks, from the inputs `x` and the drawn `case`.
+fn avg_pool2d_backward_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].avg_pool2d(case.kernel, &case.avg_pool)?
+            .avg_pool2d_backward(x[0].shape(), case.kernel, &case.avg_pool)?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn avg_pool2d_backward(case in strata_autograd::testing::pool2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].avg_pool2d(case.kernel, &case.avg_pool)?.avg_pool2d_backward(x[0].shape(), case.kernel, &case.avg_pool)? }) };
-        check_op("avg_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("avg_pool2d_backward", &case, avg_pool2d_backward_op, false)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `adaptive_avg_pool2d` checks, from the inputs `x` and the drawn `case`.
+fn adaptive_avg_pool2d_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({ x[0].adaptive_avg_pool2d([2, 3])? })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn adaptive_avg_pool2d(case in strata_autograd::testing::pool2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].adaptive_avg_pool2d([2, 3])? }) };
-        check_op("adaptive_avg_pool2d", &case, f, true).map_err(TestCaseError::fail)?;
+        check_op("adaptive_avg_pool2d", &case, adaptive_avg_pool2d_op, true)
+            .map_err(TestCaseError::fail)?;
     }
+}
+
+/// The op that `adaptive_avg_pool2d_backward` checks, from the inputs `x` and the drawn `case`.
+fn adaptive_avg_pool2d_backward_op(x: &[Var<f64>], case: &GradCase) -> Result<Var<f64>> {
+    Ok({
+        x[0].adaptive_avg_pool2d([2, 3])?
+            .adaptive_avg_pool2d_backward(x[0].shape())?
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     #[test]
     fn adaptive_avg_pool2d_backward(case in strata_autograd::testing::pool2d_case()) {
-        let f = |x: &[Var<f64>], case: &GradCase| -> Result<Var<f64>> { Ok({ x[0].adaptive_avg_pool2d([2, 3])?.adaptive_avg_pool2d_backward(x[0].shape())? }) };
-        check_op("adaptive_avg_pool2d_backward", &case, f, false).map_err(TestCaseError::fail)?;
+        check_op("adaptive_avg_pool2d_backward", &case, adaptive_avg_pool2d_backward_op, false)
+            .map_err(TestCaseError::fail)?;
     }
 }
