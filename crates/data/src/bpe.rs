@@ -82,7 +82,7 @@ impl BpeTokenizer {
     pub fn train(text: &str, vocab_size: usize) -> Result<Self> {
         if !(BYTE_TOKENS..=u32::MAX as usize).contains(&vocab_size) {
             return Err(DataError::InvalidArgument {
-                op: "BpeTokenizer::train",
+                op: "training the BPE tokenizer",
                 reason: format!("vocab_size must be in 256..=2^32 - 1, got {vocab_size}"),
             });
         }
@@ -132,7 +132,7 @@ impl BpeTokenizer {
         let mut bytes = Vec::with_capacity(ids.len() * 2);
         for &id in ids {
             let token = self.token_bytes(id).ok_or(DataError::UnknownToken {
-                op: "BpeTokenizer::decode",
+                op: "decoding BPE tokens",
                 id,
                 vocab_size: self.vocab_size(),
             })?;
@@ -150,7 +150,7 @@ impl BpeTokenizer {
     ///   [`BpeTokenizer::decode_bytes`] with `String::from_utf8_lossy` to show those.
     pub fn decode(&self, ids: &[usize]) -> Result<String> {
         String::from_utf8(self.decode_bytes(ids)?).map_err(|e| DataError::DecodedUtf8 {
-            op: "BpeTokenizer::decode",
+            op: "decoding BPE tokens",
             offset: e.utf8_error().valid_up_to(),
         })
     }
@@ -167,11 +167,11 @@ impl BpeTokenizer {
             merges: self.merges.clone(),
         };
         let json = serde_json::to_vec(&saved).map_err(|source| DataError::Json {
-            op: "BpeTokenizer::save",
+            op: "saving the BPE tokenizer",
             path: path.to_path_buf(),
             source,
         })?;
-        write_atomic("BpeTokenizer::save", path, &json)
+        write_atomic("saving the BPE tokenizer", path, &json)
     }
 
     /// Reads a tokenizer written by [`BpeTokenizer::save`].
@@ -182,7 +182,7 @@ impl BpeTokenizer {
     /// - [`DataError::Corrupt`] if its kind is wrong or a merge uses a token that does not
     ///   exist before it.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        const OP: &str = "BpeTokenizer::load";
+        const OP: &str = "loading the BPE tokenizer";
         let path = path.as_ref();
         let bytes = fs::read(path).map_err(io_error(OP, path))?;
         let saved: SavedBpe = serde_json::from_slice(&bytes).map_err(|source| DataError::Json {

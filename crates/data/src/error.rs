@@ -7,16 +7,17 @@ use strata_tensor::TensorError;
 
 /// Errors raised while reading datasets, tokenizing text and building batches.
 ///
-/// Every variant names the operation first and, when a file is involved, the file, so a message
-/// alone says what failed and where:
-/// `read_idx: data/train-images-idx3-ubyte: bad magic number 0x00000801, expected 0x00000803`.
+/// Every variant names first the operation in the caller's terms (what was being read, saved,
+/// decoded or built, not the function that failed) and then, when a file is involved, the
+/// file, so a message alone says what failed and where: `reading an IDX file:
+/// data/train-images-idx3-ubyte: bad magic number 0x00000801, expected 0x00000803 (...)`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
     /// A file or folder could not be opened, read or written.
     #[error("{op}: {}: {source}", path.display())]
     Io {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The file or folder involved.
         path: PathBuf,
@@ -27,7 +28,7 @@ pub enum DataError {
     /// A dataset folder or file does not exist.
     #[error("{op}: {} not found; {hint}", path.display())]
     NotFound {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The path that was looked for.
         path: PathBuf,
@@ -36,7 +37,8 @@ pub enum DataError {
     },
     /// An IDX file starts with the wrong magic number.
     #[error(
-        "read_idx: {}: bad magic number {found:#010x}, expected {expected:#010x} ({kind})",
+        "reading an IDX file: {}: bad magic number {found:#010x}, expected {expected:#010x} \
+         ({kind})",
         path.display()
     )]
     BadMagic {
@@ -56,7 +58,7 @@ pub enum DataError {
         path.display()
     )]
     Length {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The file read.
         path: PathBuf,
@@ -71,7 +73,7 @@ pub enum DataError {
     /// gzip stream, an invalid saved vocabulary.
     #[error("{op}: {}: {reason}", path.display())]
     Corrupt {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The file read.
         path: PathBuf,
@@ -85,7 +87,7 @@ pub enum DataError {
         labels_path.display()
     )]
     CountMismatch {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The image file.
         images_path: PathBuf,
@@ -99,7 +101,7 @@ pub enum DataError {
     /// A text file is not valid UTF-8.
     #[error("{op}: {}: invalid UTF-8 at byte {offset}", path.display())]
     InvalidUtf8 {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The file read.
         path: PathBuf,
@@ -109,7 +111,7 @@ pub enum DataError {
     /// A JSON file could not be parsed or written.
     #[error("{op}: {}: {source}", path.display())]
     Json {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The file involved.
         path: PathBuf,
@@ -123,7 +125,7 @@ pub enum DataError {
         *context as u128 + 1
     )]
     TooShort {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// Which sequence: `"corpus"`, `"training split"`, `"validation split"`.
         what: &'static str,
@@ -135,7 +137,7 @@ pub enum DataError {
     /// Text holds a character that the vocabulary does not know.
     #[error("{op}: character {ch:?} at byte {offset} is not in the vocabulary")]
     UnknownChar {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The character.
         ch: char,
@@ -145,7 +147,7 @@ pub enum DataError {
     /// A token id is outside the vocabulary.
     #[error("{op}: token id {id} is out of range for a vocabulary of {vocab_size}")]
     UnknownToken {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// The id.
         id: usize,
@@ -156,7 +158,7 @@ pub enum DataError {
     /// token ids rather than the output of an encoder).
     #[error("{op}: decoded bytes are not valid UTF-8 at byte {offset}")]
     DecodedUtf8 {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// Byte offset of the first invalid sequence in the decoded bytes.
         offset: usize,
@@ -164,7 +166,7 @@ pub enum DataError {
     /// An argument is outside the values the operation accepts.
     #[error("{op}: {reason}")]
     InvalidArgument {
-        /// The operation that failed.
+        /// The operation that failed, in the caller's terms.
         op: &'static str,
         /// What is wrong, in words.
         reason: String,

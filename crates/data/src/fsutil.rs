@@ -91,10 +91,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent").join("out.json");
 
-        let err = write_atomic("save", &path, b"x").unwrap_err();
+        let err = write_atomic("saving the test file", &path, b"x").unwrap_err();
 
         assert!(matches!(err, DataError::Io { .. }));
-        assert!(err.to_string().starts_with("save: "), "{err}");
+        assert!(
+            err.to_string().starts_with("saving the test file: "),
+            "{err}"
+        );
         assert!(err.to_string().contains("out.json"), "{err}");
     }
 }

@@ -33,6 +33,10 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The operation of [`read_images`] and [`read_labels`], as error messages name it (the
+/// message of [`DataError::BadMagic`] says the same).
+const READ: &str = "reading an IDX file";
+
 /// Greyscale images read from an IDX file: `len()` images of `rows x cols` bytes each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxImages {
@@ -51,7 +55,7 @@ impl IdxImages {
         let expected = count.checked_mul(rows).and_then(|n| n.checked_mul(cols));
         if expected != Some(pixels.len()) {
             return Err(DataError::InvalidArgument {
-                op: "IdxImages::new",
+                op: "building IDX images",
                 reason: format!(
                     "{} pixels cannot form {count} images of {rows}x{cols}",
                     pixels.len()
@@ -197,17 +201,17 @@ fn read_u8_idx(path: &Path, magic: u32, kind: &'static str) -> Result<(Vec<u64>,
 /// Opens `path` and returns a reader over its decompressed contents, with the file length when
 /// the file is not gzipped.
 fn open_payload(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
-    let mut file = File::open(path).map_err(io_error("read_idx", path))?;
+    let mut file = File::open(path).map_err(io_error(READ, path))?;
     let mut start = [0u8; 2];
-    let peeked = read_up_to(&mut file, &mut start).map_err(io_error("read_idx", path))?;
+    let peeked = read_up_to(&mut file, &mut start).map_err(io_error(READ, path))?;
     file.seek(SeekFrom::Start(0))
-        .map_err(io_error("read_idx", path))?;
+        .map_err(io_error(READ, path))?;
 
     if peeked == 2 && start == GZIP_MAGIC {
         let decoder = MultiGzDecoder::new(BufReader::new(file));
         Ok((Box::new(BufReader::new(decoder)), None))
     } else {
-        let len = file.metadata().map_err(io_error("read_idx", path))?.len();
+        let len = file.metadata().map_err(io_error(READ, path))?.len();
         Ok((Box::new(BufReader::new(file)), Some(len)))
     }
 }
@@ -227,9 +231,7 @@ fn read_raw_data(
     let len = usize::try_from(expected)
         .map_err(|_| corrupt(path, format!("{expected} bytes do not fit in memory")))?;
     let mut data = vec![0u8; len];
-    reader
-        .read_exact(&mut data)
-        .map_err(io_error("read_idx", path))?;
+    reader.read_exact(&mut data).map_err(io_error(READ, path))?;
     Ok(data)
 }
 
@@ -270,7 +272,7 @@ fn read_exact_or(
         if gzipped {
             gzip_error(path, source)
         } else {
-            io_error("read_idx", path)(source)
+            io_error(READ, path)(source)
         }
     })?;
     if got < buf.len() {
@@ -298,7 +300,7 @@ fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 fn corrupt(path: &Path, reason: String) -> DataError {
     DataError::Corrupt {
-        op: "read_idx",
+        op: READ,
         path: path.to_path_buf(),
         reason,
     }
@@ -310,7 +312,7 @@ fn gzip_error(path: &Path, source: io::Error) -> DataError {
 
 fn length_error(path: &Path, dims: &[u64], expected: u64, actual: u64) -> DataError {
     DataError::Length {
-        op: "read_idx",
+        op: READ,
         path: path.to_path_buf(),
         shape: dims.to_vec(),
         expected,
@@ -491,7 +493,11 @@ pub(crate) mod tests {
                 ..
             }
         ));
-        assert!(err.to_string().contains("0x00000801"), "{err}");
+        let expected = format!(
+            "reading an IDX file: {}: bad magic number 0x00000801, expected 0x00000803",
+            path.display()
+        );
+        assert!(err.to_string().starts_with(&expected), "{err}");
     }
 
     #[test]

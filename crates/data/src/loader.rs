@@ -136,7 +136,7 @@ where
     pub fn with_collate(dataset: Arc<D>, config: LoaderConfig, collate: F) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(DataError::InvalidArgument {
-                op: "DataLoader::new",
+                op: "building the data loader",
                 reason: "batch_size must be at least 1".into(),
             });
         }

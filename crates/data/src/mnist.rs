@@ -26,6 +26,9 @@ use crate::error::{DataError, Result};
 use crate::idx::{self, IdxImages};
 use crate::loader::Dataset;
 
+/// The operation of [`Mnist::load`], as error messages name it.
+const LOAD: &str = "loading MNIST";
+
 /// How to get the data when a folder or file is missing.
 const HINT: &str = "`apt-get install dataset-fashion-mnist` puts Fashion-MNIST under \
                     /usr/share/datasets/fashion-mnist/";
@@ -45,7 +48,7 @@ impl ImageDataset {
     pub fn new(images: IdxImages, labels: Vec<usize>) -> Result<Self> {
         if images.len() != labels.len() {
             return Err(DataError::InvalidArgument {
-                op: "ImageDataset::new",
+                op: "pairing images with labels",
                 reason: format!("{} images but {} labels", images.len(), labels.len()),
             });
         }
@@ -68,7 +71,7 @@ impl ImageDataset {
         let labels = idx::read_labels(labels_path)?;
         if images.len() != labels.len() {
             return Err(DataError::CountMismatch {
-                op: "ImageDataset::from_files",
+                op: "pairing image and label files",
                 images_path: images_path.to_path_buf(),
                 labels_path: labels_path.to_path_buf(),
                 images: images.len(),
@@ -134,7 +137,7 @@ impl ImageDataset {
     pub fn batch(&self, indices: &[usize]) -> Result<(Tensor<f32>, IndexTensor)> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
             return Err(DataError::InvalidArgument {
-                op: "ImageDataset::batch",
+                op: "building an image batch",
                 reason: format!("index {bad} out of range for {} examples", self.len()),
             });
         }
@@ -161,7 +164,7 @@ impl ImageDataset {
             Some((image, _)) => image.shape().to_vec(),
             None => {
                 return Err(DataError::InvalidArgument {
-                    op: "ImageDataset::collate",
+                    op: "collating images into a batch",
                     reason: "no items to stack".into(),
                 })
             }
@@ -171,7 +174,7 @@ impl ImageDataset {
         for (image, label) in &items {
             if image.shape() != first_shape.as_slice() {
                 return Err(DataError::InvalidArgument {
-                    op: "ImageDataset::collate",
+                    op: "collating images into a batch",
                     reason: format!(
                         "images of shape {:?} and {:?} cannot be stacked",
                         first_shape,
@@ -236,7 +239,7 @@ impl Mnist {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(DataError::NotFound {
-                op: "Mnist::load",
+                op: LOAD,
                 path: dir.to_path_buf(),
                 hint: HINT.to_string(),
             });
@@ -269,7 +272,7 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
         .map(|name| dir.join(name))
         .find(|path| path.is_file())
         .ok_or_else(|| DataError::NotFound {
-            op: "Mnist::load",
+            op: LOAD,
             path: dir.join(format!("{stem}[.gz]")),
             hint: HINT.to_string(),
         })
@@ -410,7 +413,11 @@ mod tests {
 
         let message = err.to_string();
         assert!(matches!(err, DataError::NotFound { .. }));
-        assert!(message.contains("nowhere"), "{message}");
+        let expected = format!(
+            "loading MNIST: {} not found",
+            dir.path().join("nowhere").display()
+        );
+        assert!(message.starts_with(&expected), "{message}");
         assert!(
             message.contains("apt-get install dataset-fashion-mnist"),
             "{message}"

@@ -57,9 +57,8 @@ pub fn data_label(config: &RunConfig) -> String {
 }
 
 /// Turns a strata-data error into a message for the command line: the file and the cause said
-/// once, in words, without the name of the internal function that failed (strata-data's
-/// messages start with it, `CharVocab::load: ...`, and also chain the I/O error that their
-/// text already holds).
+/// once, in words (an I/O error's text already holds the cause that it also chains), and
+/// without the name of an internal function (a tensor error starts with one, `from_vec: ...`).
 pub fn data_error(err: DataError) -> anyhow::Error {
     match err {
         DataError::Io { path, source, .. } => {
@@ -241,7 +240,8 @@ mod tests {
         );
         assert!(short.starts_with("the corpus has 4 characters"), "{short}");
         assert!(!short.contains("TextDataset"), "{short}");
-        assert!(idx.starts_with(&idx_path.display().to_string()), "{idx}");
+        let idx_prefix = format!("reading an IDX file: {}: ", idx_path.display());
+        assert!(idx.starts_with(&idx_prefix), "{idx}");
         assert!(!idx.contains("read_idx"), "{idx}");
     }
 }

@@ -58,7 +58,7 @@ impl TextDataset {
     /// - [`DataError::TooShort`] if the corpus, the training split, or a non-empty
     ///   validation split has fewer than `context + 1` tokens, giving both lengths.
     pub fn new(tokens: Vec<usize>, context: usize, train_fraction: f64) -> Result<Self> {
-        const OP: &str = "TextDataset::new";
+        const OP: &str = "building the text dataset";
         if context == 0 {
             return Err(DataError::InvalidArgument {
                 op: OP,
@@ -130,7 +130,7 @@ impl TextDataset {
         batch_size: usize,
         gen: &mut Generator,
     ) -> Result<(IndexTensor, IndexTensor)> {
-        let tokens = self.checked_tokens("TextDataset::sample_batch", split, batch_size)?;
+        let tokens = self.checked_tokens("sampling a text batch", split, batch_size)?;
         let starts: Vec<usize> = (0..batch_size)
             .map(|_| gen.below(tokens.len() - self.context))
             .collect();
@@ -151,7 +151,7 @@ impl TextDataset {
         split: Split,
         batch_size: usize,
     ) -> Result<SequentialBatches<'_>> {
-        let tokens = self.checked_tokens("TextDataset::sequential_batches", split, batch_size)?;
+        let tokens = self.checked_tokens("batching text in order", split, batch_size)?;
         Ok(SequentialBatches {
             dataset: self,
             tokens,
@@ -350,7 +350,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "TextDataset::new: corpus has 10 tokens but a context of 10 needs at least 11"
+            "building the text dataset: corpus has 10 tokens but a context of 10 needs at least 11"
         );
     }
 

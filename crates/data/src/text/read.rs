@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{DataError, Result};
 use crate::fsutil::io_error;
 
-const OP: &str = "read_text";
+const OP: &str = "reading text";
 
 /// Reads `path`: a UTF-8 text file, or a folder whose `.txt` files are read in order of file
 /// name and joined, with a newline added after any file that does not end with one.

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DataError, Result};
 use crate::fsutil::{io_error, write_atomic};
 
+/// The operations of [`CharVocab::save`] and [`CharVocab::load`], as error messages name them.
+const SAVE: &str = "saving the vocabulary";
+const LOAD: &str = "loading the vocabulary";
+
 /// Maps each distinct character of a text to an id, the characters sorted by code point, so
 /// the same text always gives the same ids.
 ///
@@ -83,7 +87,7 @@ impl CharVocab {
         text.char_indices()
             .map(|(offset, ch)| {
                 self.id(ch).ok_or(DataError::UnknownChar {
-                    op: "CharVocab::encode",
+                    op: "encoding text",
                     ch,
                     offset,
                 })
@@ -99,7 +103,7 @@ impl CharVocab {
         ids.iter()
             .map(|&id| {
                 self.char(id).ok_or(DataError::UnknownToken {
-                    op: "CharVocab::decode",
+                    op: "decoding token ids",
                     id,
                     vocab_size: self.len(),
                 })
@@ -118,11 +122,11 @@ impl CharVocab {
             chars: self.chars.iter().collect(),
         };
         let json = serde_json::to_vec_pretty(&saved).map_err(|source| DataError::Json {
-            op: "CharVocab::save",
+            op: SAVE,
             path: path.to_path_buf(),
             source,
         })?;
-        write_atomic("CharVocab::save", path, &json)
+        write_atomic(SAVE, path, &json)
     }
 
     /// Reads a vocabulary written by [`CharVocab::save`].
@@ -134,17 +138,17 @@ impl CharVocab {
     ///   would then differ from the ones it was saved with.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(io_error("CharVocab::load", path))?;
+        let bytes = fs::read(path).map_err(io_error(LOAD, path))?;
         let saved: SavedCharVocab =
             serde_json::from_slice(&bytes).map_err(|source| DataError::Json {
-                op: "CharVocab::load",
+                op: LOAD,
                 path: path.to_path_buf(),
                 source,
             })?;
         let chars: Vec<char> = saved.chars.chars().collect();
         if let Some(pair) = chars.windows(2).find(|w| w[0] >= w[1]) {
             return Err(DataError::Corrupt {
-                op: "CharVocab::load",
+                op: LOAD,
                 path: path.to_path_buf(),
                 reason: format!(
                     "characters must be sorted and distinct, but {:?} comes before {:?}",
@@ -246,5 +250,19 @@ mod tests {
 
         assert!(matches!(err, DataError::Json { .. }), "{err:?}");
         assert!(err.to_string().contains("vocab.json"), "{err}");
+    }
+
+    /// Regression: messages began with the function that failed (`CharVocab::load: ...`)
+    /// instead of saying what the caller was doing.
+    #[test]
+    fn a_missing_file_error_names_the_operation_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vocab.json");
+
+        let err = CharVocab::load(&path).unwrap_err();
+
+        assert!(matches!(err, DataError::Io { op: LOAD, .. }), "{err:?}");
+        let expected = format!("loading the vocabulary: {}: ", path.display());
+        assert!(err.to_string().starts_with(&expected), "{err}");
     }
 }
