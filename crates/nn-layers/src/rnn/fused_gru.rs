@@ -97,32 +97,10 @@ fn gru_step_forward<T: Element>(
     saved: &mut [T],
     h_out: &mut [T],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe {
-            return step_forward_avx2(xw, hw, bias, h_prev, hidden, saved, h_out);
-        }
-    }
-    step_forward(xw, hw, bias, h_prev, hidden, saved, h_out)
-}
-
-/// [`step_forward`] compiled with AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn step_forward_avx2<T: Element>(
-    xw: &[T],
-    hw: &[T],
-    bias: Option<&[T]>,
-    h_prev: &[T],
-    hidden: usize,
-    saved: &mut [T],
-    h_out: &mut [T],
-) {
-    step_forward(xw, hw, bias, h_prev, hidden, saved, h_out)
+    super::with_avx2(
+        #[inline(always)]
+        || step_forward(xw, hw, bias, h_prev, hidden, saved, h_out),
+    )
 }
 
 /// The body of [`gru_step_forward`].
@@ -164,16 +142,6 @@ fn step_forward<T: Element>(
 }
 
 impl<T: Element> GruLayerBackward<T> {
-    /// The step processed before step `t`, if any.
-    fn previous(&self, t: usize, seq_len: usize) -> Option<usize> {
-        match (self.reverse, t) {
-            (false, 0) => None,
-            (false, t) => Some(t - 1),
-            (true, t) if t + 1 == seq_len => None,
-            (true, t) => Some(t + 1),
-        }
-    }
-
     /// The fast rule on plain buffers: gradients of `xw`, `W_hh`, `h0` and `b_hh`.
     fn direct(&self, inputs: &[Var<T>], result: &Var<T>, grad: &Var<T>) -> Result<Grads<T>> {
         let (seq_len, batch, gh) = (
@@ -200,7 +168,7 @@ impl<T: Element> GruLayerBackward<T> {
             } else {
                 step
             };
-            let h_prev = match self.previous(t, seq_len) {
+            let h_prev = match super::previous_step(self.reverse, t, seq_len) {
                 Some(p) => &hs[p * step_len..(p + 1) * step_len],
                 None => &h0[..],
             };
@@ -241,7 +209,7 @@ impl<T: Element> GruLayerBackward<T> {
 
         let mut h_prev = Vec::with_capacity(seq_len * step_len);
         for t in 0..seq_len {
-            match self.previous(t, seq_len) {
+            match super::previous_step(self.reverse, t, seq_len) {
                 Some(p) => h_prev.extend_from_slice(&hs[p * step_len..(p + 1) * step_len]),
                 None => h_prev.extend_from_slice(&h0),
             }

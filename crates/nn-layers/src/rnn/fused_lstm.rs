@@ -13,8 +13,12 @@
 
 use std::any::TypeId;
 
+use rayon::prelude::*;
 use strata_autograd::{is_grad_enabled, Backward, Result, Var};
+use strata_tensor::kernels::{self, MatRef};
 use strata_tensor::{Element, Tensor};
+
+use super::ROW_CHUNK;
 
 /// The three results of [`lstm_layer`]: output sequence, final hidden and cell state.
 pub(super) struct LstmLayerOutput<T: Element> {
@@ -68,6 +72,7 @@ pub(super) fn lstm_layer<T: Element>(
     let xw_data = xw_value.contiguous_slice();
     // Row-major `W_hh^T` once, so that no step's product reads a transposed view.
     let w_t = w_hh.value().transpose(0, 1)?.contiguous();
+    let w_t = w_t.as_slice().expect("bug: contiguous() is contiguous");
     let step_len = batch * hidden;
 
     let mut gates = vec![T::zero(); seq_len * batch * gh];
@@ -75,31 +80,63 @@ pub(super) fn lstm_layer<T: Element>(
     let mut tanh_cells = vec![T::zero(); seq_len * step_len];
     // Rows 0..L hold h_t; row L holds the final cell state.
     let mut result = vec![T::zero(); (seq_len + 1) * step_len];
-    let mut h_prev = h0.value().contiguous();
-    let mut c_prev = c0.value().to_vec();
+    let (h0_value, c0_value) = (h0.value().to_vec(), c0.value().to_vec());
+    // `h_{t-1} W_hh^T` of one step.
+    let mut hw = vec![T::zero(); batch * gh];
+    let mut last = 0;
     for step in 0..seq_len {
         let t = if reverse { seq_len - 1 - step } else { step };
-        let hw = h_prev.matmul(&w_t)?;
-        let hw = hw
-            .as_slice()
-            .expect("bug: matmul returns a contiguous tensor");
+        let (h_out, h_prev, c_out, c_prev) = match super::previous_step(reverse, t, seq_len) {
+            Some(p) => {
+                let (h_out, h_prev) = super::step_rows(&mut result, t, p, step_len);
+                let (c_out, c_prev) = super::step_rows(&mut cells, t, p, step_len);
+                (h_out, h_prev, c_out, c_prev)
+            }
+            None => (
+                &mut result[t * step_len..(t + 1) * step_len],
+                &h0_value[..],
+                &mut cells[t * step_len..(t + 1) * step_len],
+                &c0_value[..],
+            ),
+        };
         let rows = t * step_len..(t + 1) * step_len;
         let gate_rows = t * batch * gh..(t + 1) * batch * gh;
-        lstm_step_forward(
-            &xw_data[gate_rows.clone()],
-            hw,
-            bias.as_deref(),
-            &c_prev,
-            hidden,
-            &mut gates[gate_rows],
-            &mut cells[rows.clone()],
-            &mut tanh_cells[rows.clone()],
-            &mut result[rows.clone()],
-        );
-        c_prev.copy_from_slice(&cells[rows.clone()]);
-        h_prev = Tensor::from_vec(result[rows].to_vec(), &[batch, hidden])?;
+        let xw_t = &xw_data[gate_rows.clone()];
+        let (gates_t, tanh_t) = (&mut gates[gate_rows], &mut tanh_cells[rows]);
+        // Each task: its rows' product with W_hh^T, then their gates and cell update.
+        gates_t
+            .par_chunks_mut((ROW_CHUNK * gh).max(1))
+            .zip(hw.par_chunks_mut((ROW_CHUNK * gh).max(1)))
+            .zip(c_out.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+            .zip(tanh_t.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+            .zip(h_out.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+            .enumerate()
+            .for_each(|(chunk, ((((gates, hw), c_out), tanh_c), h_out))| {
+                let n = c_out.len() / hidden;
+                let r0 = chunk * ROW_CHUNK;
+                let h_prev = MatRef::row_major(&h_prev[r0 * hidden..(r0 + n) * hidden], n, hidden);
+                kernels::gemm(h_prev, MatRef::row_major(w_t, hidden, gh), hw, false)
+                    .expect("bug: step product shapes agree");
+                lstm_step_forward(
+                    &xw_t[r0 * gh..(r0 + n) * gh],
+                    hw,
+                    bias.as_deref(),
+                    &c_prev[r0 * hidden..(r0 + n) * hidden],
+                    hidden,
+                    gates,
+                    c_out,
+                    tanh_c,
+                    h_out,
+                );
+            });
+        last = t;
     }
-    result[seq_len * step_len..].copy_from_slice(&c_prev);
+    let final_cell = if seq_len > 0 {
+        &cells[last * step_len..(last + 1) * step_len]
+    } else {
+        &c0_value[..]
+    };
+    result[seq_len * step_len..].copy_from_slice(final_cell);
 
     let mut inputs = vec![xw.clone(), w_hh.clone(), h0.clone(), c0.clone()];
     if let Some((b_ih, b_hh)) = biases {
@@ -146,39 +183,13 @@ fn lstm_step_forward<T: Element>(
     tanh_cells: &mut [T],
     h_out: &mut [T],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe {
-            return step_forward_avx2(
+    super::with_avx2(
+        #[inline(always)]
+        || {
+            step_forward(
                 xw, hw, bias, c_prev, hidden, gates, cells, tanh_cells, h_out,
-            );
-        }
-    }
-    step_forward(
-        xw, hw, bias, c_prev, hidden, gates, cells, tanh_cells, h_out,
-    )
-}
-
-/// [`step_forward`] compiled with AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn step_forward_avx2<T: Element>(
-    xw: &[T],
-    hw: &[T],
-    bias: Option<&[T]>,
-    c_prev: &[T],
-    hidden: usize,
-    gates: &mut [T],
-    cells: &mut [T],
-    tanh_cells: &mut [T],
-    h_out: &mut [T],
-) {
-    step_forward(
-        xw, hw, bias, c_prev, hidden, gates, cells, tanh_cells, h_out,
+            )
+        },
     )
 }
 
@@ -321,16 +332,6 @@ fn sigmoid<T: Element>(x: T) -> T {
 }
 
 impl<T: Element> LstmLayerBackward<T> {
-    /// The step processed before step `t`, if any.
-    fn previous(&self, t: usize, seq_len: usize) -> Option<usize> {
-        match (self.reverse, t) {
-            (false, 0) => None,
-            (false, t) => Some(t - 1),
-            (true, t) if t + 1 == seq_len => None,
-            (true, t) => Some(t + 1),
-        }
-    }
-
     /// The fast rule on plain buffers: gradients of `xw`, `W_hh`, `h0`, `c0` and the bias.
     fn direct(&self, inputs: &[Var<T>], result: &Var<T>, grad: &Var<T>) -> Result<Grads<T>> {
         let (seq_len, batch, gh) = (
@@ -344,7 +345,8 @@ impl<T: Element> LstmLayerBackward<T> {
         let grad_data = grad_value.contiguous_slice();
         let result_value = result.value();
         let hs = result_value.contiguous_slice();
-        let w_hh = inputs[1].value();
+        let w_hh = inputs[1].value().contiguous();
+        let w_hh = w_hh.as_slice().expect("bug: contiguous() is contiguous");
         let c0 = inputs[3].value().to_vec();
 
         let mut d_gates = vec![T::zero(); seq_len * batch * gh];
@@ -358,32 +360,45 @@ impl<T: Element> LstmLayerBackward<T> {
             };
             let rows = t * step_len..(t + 1) * step_len;
             let gate_rows = t * batch * gh..(t + 1) * batch * gh;
-            let c_prev = match self.previous(t, seq_len) {
+            let c_prev = match super::previous_step(self.reverse, t, seq_len) {
                 Some(p) => &self.cells[p * step_len..(p + 1) * step_len],
                 None => &c0[..],
             };
-            lstm_step_backward(
-                &grad_data[rows.clone()],
-                &dh_next,
-                &self.gates[gate_rows.clone()],
-                &self.tanh_cells[rows],
-                c_prev,
-                hidden,
-                &mut dc,
-                &mut d_gates[gate_rows.clone()],
-            );
-            if step > 0 || inputs[2].requires_grad() {
-                let da = Tensor::from_vec(d_gates[gate_rows].to_vec(), &[batch, gh])?;
-                let dh = da.matmul(&w_hh)?;
-                dh_next.copy_from_slice(dh.as_slice().expect("bug: matmul is contiguous"));
-            }
+            let (grad_h, tanh_c) = (&grad_data[rows.clone()], &self.tanh_cells[rows]);
+            let gates_t = &self.gates[gate_rows.clone()];
+            let carry = step > 0 || inputs[2].requires_grad();
+            // Each task: its rows' gate gradients, then their `dh_{t-1} = da_t W_hh`.
+            d_gates[gate_rows]
+                .par_chunks_mut((ROW_CHUNK * gh).max(1))
+                .zip(dh_next.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+                .zip(dc.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+                .enumerate()
+                .for_each(|(chunk, ((da, dh_next), dc))| {
+                    let n = dc.len() / hidden;
+                    let (r0, r1) = (chunk * ROW_CHUNK * hidden, (chunk * ROW_CHUNK + n) * hidden);
+                    lstm_step_backward(
+                        &grad_h[r0..r1],
+                        dh_next,
+                        &gates_t[r0 * 4..r1 * 4],
+                        &tanh_c[r0..r1],
+                        &c_prev[r0..r1],
+                        hidden,
+                        dc,
+                        da,
+                    );
+                    if carry {
+                        let da = MatRef::row_major(&*da, n, gh);
+                        kernels::gemm(da, MatRef::row_major(w_hh, gh, hidden), dh_next, false)
+                            .expect("bug: step product shapes agree");
+                    }
+                });
         }
 
         // The state each step read, in time order, for one product over all steps.
         let mut h_prev = Vec::with_capacity(seq_len * step_len);
         let h0 = inputs[2].value().to_vec();
         for t in 0..seq_len {
-            match self.previous(t, seq_len) {
+            match super::previous_step(self.reverse, t, seq_len) {
                 Some(p) => h_prev.extend_from_slice(&hs[p * step_len..(p + 1) * step_len]),
                 None => h_prev.extend_from_slice(&h0),
             }
@@ -498,38 +513,13 @@ fn lstm_step_backward<T: Element>(
     dc: &mut [T],
     d_gates: &mut [T],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe {
-            return step_backward_avx2(
+    super::with_avx2(
+        #[inline(always)]
+        || {
+            step_backward(
                 grad_h, dh_next, gates, tanh_cells, c_prev, hidden, dc, d_gates,
-            );
-        }
-    }
-    step_backward(
-        grad_h, dh_next, gates, tanh_cells, c_prev, hidden, dc, d_gates,
-    )
-}
-
-/// [`step_backward`] compiled with AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn step_backward_avx2<T: Element>(
-    grad_h: &[T],
-    dh_next: &[T],
-    gates: &[T],
-    tanh_cells: &[T],
-    c_prev: &[T],
-    hidden: usize,
-    dc: &mut [T],
-    d_gates: &mut [T],
-) {
-    step_backward(
-        grad_h, dh_next, gates, tanh_cells, c_prev, hidden, dc, d_gates,
+            )
+        },
     )
 }
 
@@ -722,7 +712,8 @@ mod tests {
         #[test]
         fn fused_layer_matches_the_composed_ops(
             seq_len in 1usize..5,
-            batch in 1usize..4,
+            // Past `ROW_CHUNK` rows too, where a step is split into tasks.
+            batch in prop_oneof![1usize..4, 15usize..40],
             hidden in 1usize..4,
             bias in any::<bool>(),
             reverse in any::<bool>(),
@@ -746,6 +737,32 @@ mod tests {
                 prop_assert!(close(&f.grad().unwrap(), &p.grad().unwrap()));
             }
         }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let vars: Vec<Var<f32>> = inputs(5, 2 * ROW_CHUNK + 3, 24, true, 3)
+                    .iter()
+                    .map(|x| Var::parameter(x.cast::<f32>()))
+                    .collect();
+                let biases = Some((&vars[4], &vars[5]));
+                let run =
+                    lstm_layer(&vars[0], &vars[1], biases, &vars[2], &vars[3], false).unwrap();
+                let y = run.out.sum_all().add(&run.c_n.sum_all()).unwrap();
+                y.backward().unwrap();
+                let mut all = vec![run.out.value().to_vec(), run.c_n.value().to_vec()];
+                all.extend(vars.iter().map(|v| v.grad().unwrap().to_vec()));
+                all
+            })
+        };
+
+        assert_eq!(run(1), run(3));
     }
 
     #[test]

@@ -77,16 +77,6 @@ struct RnnLayerBackward {
 }
 
 impl RnnLayerBackward {
-    /// The step processed before step `t`, if any.
-    fn previous(&self, t: usize, seq_len: usize) -> Option<usize> {
-        match (self.reverse, t) {
-            (false, 0) => None,
-            (false, t) => Some(t - 1),
-            (true, t) if t + 1 == seq_len => None,
-            (true, t) => Some(t + 1),
-        }
-    }
-
     fn order(&self, seq_len: usize) -> Vec<usize> {
         if self.reverse {
             (0..seq_len).rev().collect()
@@ -132,7 +122,7 @@ impl RnnLayerBackward {
 
         let mut h_prev = Vec::with_capacity(seq_len * step_len);
         for t in 0..seq_len {
-            match self.previous(t, seq_len) {
+            match super::previous_step(self.reverse, t, seq_len) {
                 Some(p) => h_prev.extend_from_slice(&hs[p * step_len..(p + 1) * step_len]),
                 None => h_prev.extend_from_slice(&h0),
             }
