@@ -244,6 +244,10 @@ impl<'a, T> MatRef<'a, T> {
 /// Multiply-adds below this many (`m * n * k`) run on one thread.
 const GEMM_PAR_THRESHOLD: usize = 1 << 18;
 
+/// A parallel product is split into blocks of rows, one task each, when every block gets at
+/// least this many rows; thinner products use the `gemm` crate's own split.
+const MIN_ROWS_PER_TASK: usize = 32;
+
 /// A batch of matrices each needing fewer multiply-adds than this runs in parallel over the
 /// batch, one matrix per task. It is the `gemm` crate's own default threshold for splitting one
 /// product across threads, so below it a matrix would otherwise run on one thread anyway.
@@ -290,8 +294,33 @@ pub(crate) fn gemm_with<T: Element>(
         }
         return;
     }
+    let threads = rayon::current_num_threads();
+    let parts = if parallel {
+        threads.min(m / MIN_ROWS_PER_TASK)
+    } else {
+        1
+    };
+    if parts >= 2 {
+        // One serial product per block of rows: each task packs its own copy of `b`, which is
+        // cheaper for the products of a training step than the `gemm` crate's shared packing
+        // and finer-grained split. Rows go through the same code either way, so the result is
+        // the same bits as on one thread.
+        let rows_per_part = m.div_ceil(parts);
+        out.par_chunks_mut(rows_per_part * n)
+            .enumerate()
+            .for_each(|(part, out)| {
+                let r0 = part * rows_per_part;
+                let rows = MatRef {
+                    data: &a.data[r0 * a.row_stride..],
+                    rows: out.len() / n,
+                    ..a
+                };
+                gemm_with(rows, b, out, accumulate, false);
+            });
+        return;
+    }
     let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
+        gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
