@@ -32,6 +32,7 @@ mod engine;
 mod error;
 pub mod generated;
 mod gradcheck;
+mod linear;
 mod mode;
 mod multi;
 mod norm;

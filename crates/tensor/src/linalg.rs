@@ -16,6 +16,79 @@ use crate::shape::{broadcast_shapes, numel};
 use crate::tensor::Tensor;
 
 impl<T: Element> Tensor<T> {
+    /// `self @ weight^T + bias`, PyTorch's `F.linear`: the affine map of a `Linear` layer,
+    /// as one product over all leading dims that reads `weight` in place (no transposed
+    /// copy) and starts from the bias instead of adding it in a second pass.
+    ///
+    /// # Shapes
+    /// - `self`: `(*, in)`; `weight`: `(out, in)`; `bias`: `(out,)`
+    /// - output: `(*, out)`
+    ///
+    /// # Errors
+    /// [`TensorError::Shape`] if `self` is 0-d, `weight` is not 2-D or `bias` is not 1-D;
+    /// [`TensorError::ShapeMismatch`] if `in` or `out` disagree.
+    ///
+    /// ```
+    /// # use strata_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let w = Tensor::from_vec(vec![1.0f32, 0.0, 1.0, 1.0, 0.0, 2.0], &[3, 2])?;
+    /// let b = Tensor::from_vec(vec![0.5f32, 0.0, -1.0], &[3])?;
+    /// let y = x.linear(&w, Some(&b))?;
+    /// assert_eq!(y.to_vec(), vec![1.5, 3.0, 3.0, 3.5, 7.0, 7.0]);
+    /// # Ok::<(), strata_tensor::TensorError>(())
+    /// ```
+    pub fn linear(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Result<Tensor<T>> {
+        if self.ndim() == 0 || weight.ndim() != 2 {
+            return Err(TensorError::Shape {
+                op: "linear",
+                expected: "an input (*, in) and a 2-D weight (out, in)".to_string(),
+                got: if self.ndim() == 0 {
+                    self.shape().to_vec()
+                } else {
+                    weight.shape().to_vec()
+                },
+            });
+        }
+        let (out_features, in_features) = (weight.shape()[0], weight.shape()[1]);
+        if self.shape()[self.ndim() - 1] != in_features {
+            return Err(TensorError::ShapeMismatch {
+                op: "linear",
+                what: "the input's last dim differs from the weight's in_features".to_string(),
+                lhs: self.shape().to_vec(),
+                rhs: weight.shape().to_vec(),
+            });
+        }
+        if let Some(b) = bias {
+            if b.shape() != [out_features] {
+                return Err(TensorError::ShapeMismatch {
+                    op: "linear",
+                    what: "the bias is not (out_features,)".to_string(),
+                    lhs: b.shape().to_vec(),
+                    rhs: weight.shape().to_vec(),
+                });
+            }
+        }
+        let rows: usize = self.shape()[..self.ndim() - 1].iter().product();
+        let x = self.contiguous_slice();
+        let mut out = match bias {
+            Some(b) => b.contiguous_slice().repeat(rows),
+            None => vec![T::zero(); rows * out_features],
+        };
+        if in_features > 0 {
+            let w = weight.strides();
+            let w_t = MatRef::strided(weight.strided_data(), out_features, in_features, w[0], w[1]);
+            gemm_into(
+                MatRef::row_major(&x, rows, in_features),
+                w_t.t(),
+                &mut out,
+                bias.is_some(),
+            );
+        }
+        let mut shape = self.shape().to_vec();
+        *shape.last_mut().expect("bug: checked not 0-d") = out_features;
+        Ok(Tensor::from_contiguous(out, shape))
+    }
+
     /// Matrix product with the semantics of `numpy.matmul` and `torch.matmul`.
     ///
     /// ```text
@@ -573,6 +646,56 @@ mod tests {
         }
         gen.uniform(&stored, -1.0, 1.0)
             .restride(shape.to_vec(), strides, 0)
+    }
+
+    proptest! {
+        #[test]
+        fn linear_matches_matmul_then_add(
+            lead in proptest::collection::vec(0usize..4, 0..3),
+            (n_in, n_out) in (0usize..6, 1usize..6),
+            with_bias: bool,
+            seed: u64,
+            layout in prop_oneof![
+                Just(Layout::Contiguous), Just(Layout::Transposed), Just(Layout::Permuted)
+            ],
+        ) {
+            let mut gen = Generator::new(seed);
+            let mut x_shape = lead.clone();
+            x_shape.push(n_in);
+            let x = operand(&mut gen, &x_shape, layout);
+            let w = operand(&mut gen, &[n_out, n_in], layout);
+            let b = gen.uniform(&[n_out], -1.0, 1.0);
+            let bias = with_bias.then_some(&b);
+
+            let y = x.linear(&w, bias).unwrap();
+
+            let mut want = x.matmul(&w.t().unwrap()).unwrap();
+            if let Some(b) = bias {
+                want = want.add(b).unwrap();
+            }
+            prop_assert_eq!(y.shape(), want.shape());
+            // The product reads the operands in another layout and accumulates onto the
+            // bias, so the last bit may differ.
+            for (a, b) in y.to_vec().iter().zip(want.to_vec()) {
+                prop_assert!((a - b).abs() <= 1e-14 * (1.0 + b.abs()), "{} vs {}", a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn linear_rejects_bad_shapes() {
+        let x = Tensor::<f32>::ones(&[2, 3]);
+        let w = Tensor::<f32>::ones(&[4, 3]);
+        assert!(x.linear(&w, None).is_ok());
+        let errors = [
+            Tensor::<f32>::scalar(1.0).linear(&w, None).unwrap_err(),
+            x.linear(&Tensor::ones(&[3]), None).unwrap_err(),
+            x.linear(&Tensor::ones(&[4, 2]), None).unwrap_err(),
+            x.linear(&w, Some(&Tensor::ones(&[3]))).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(err.to_string().contains("linear"), "{err}");
+        }
     }
 
     /// `numpy.matmul` by its definition: a triple loop reading elements one by one.
