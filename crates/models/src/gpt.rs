@@ -472,8 +472,7 @@ impl<T: Element> Gpt<T> {
             idx,
             self.config.block_size - start.min(self.config.block_size),
         )?;
-        let (b_sz, seq_len) = (idx.shape()[0], idx.shape()[1]);
-        let c = self.config.n_embd;
+        let seq_len = idx.shape()[1];
         let tok = self.wte.embedding(idx, None)?;
         let pos = self.wpe.narrow(0, start, seq_len)?;
         let mut xs = self.drop.forward(&tok.add(&pos)?, training)?;
@@ -484,9 +483,9 @@ impl<T: Element> Gpt<T> {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             xs = block.forward(&xs, layer_cache, training)?;
         }
-        let xs = self.ln_f.forward(&xs)?.reshape(&[b_sz * seq_len, c])?;
-        let logits = xs.matmul(&self.wte.transpose(0, 1)?)?;
-        Ok(logits.reshape(&[b_sz, seq_len, self.config.vocab_size])?)
+        let xs = self.ln_f.forward(&xs)?;
+        // The head shares the token embedding's weight, read in place.
+        Ok(xs.linear(&self.wte, None)?)
     }
 }
 

@@ -160,23 +160,8 @@ impl<T: Element> Forward<T> for Linear<T> {
                 ),
             });
         }
-        let weight_t = self.weight.transpose(0, 1)?;
-        let ys = if xs.ndim() > 2 {
-            // One 2-D product over all leading dims instead of a batched one.
-            let lead = &xs.shape()[..xs.ndim() - 1];
-            let rows = lead.iter().product();
-            let mut out_shape = lead.to_vec();
-            out_shape.push(self.out_features());
-            xs.reshape(&[rows, in_features])?
-                .matmul(&weight_t)?
-                .reshape(&out_shape)?
-        } else {
-            xs.matmul(&weight_t)?
-        };
-        match &self.bias {
-            Some(b) => Ok(ys.add(b)?),
-            None => Ok(ys),
-        }
+        // One product over all leading dims, the bias added inside it.
+        Ok(xs.linear(&self.weight, self.bias.as_ref())?)
     }
 }
 

@@ -480,23 +480,14 @@ impl<T: Element> Stack<T> {
         let gh = self.cell.gates() * hidden;
 
         if self.cell == Cell::Lstm && w.w_hr.is_none() {
-            let xw = xs
-                .reshape(&[seq_len * batch, features])?
-                .matmul(&w.w_ih.transpose(0, 1)?)?
-                .reshape(&[seq_len, batch, gh])?;
+            let xw = xs.linear(&w.w_ih, None)?;
             let c0 = c.as_ref().expect("bug: an LSTM runs with a cell state");
             let biases = w.b_ih.as_ref().zip(w.b_hh.as_ref());
             let run = fused_lstm::lstm_layer(&xw, &w.w_hh, biases, &h, c0, reverse)?;
             return Ok((run.out, run.h_n, Some(run.c_n)));
         }
         if self.cell == Cell::Gru {
-            let mut xw = xs
-                .reshape(&[seq_len * batch, features])?
-                .matmul(&w.w_ih.transpose(0, 1)?)?;
-            if let Some(b_ih) = &w.b_ih {
-                xw = xw.add(b_ih)?;
-            }
-            let xw = xw.reshape(&[seq_len, batch, gh])?;
+            let xw = xs.linear(&w.w_ih, w.b_ih.as_ref())?;
             let (out, h_n) = fused_gru::gru_layer(&xw, &w.w_hh, w.b_hh.as_ref(), &h, reverse)?;
             return Ok((out, h_n, None));
         }
