@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::element::Element;
 use crate::error::Result;
 use crate::fast_math;
-use crate::parallel::{map_into, zip_into, CHUNK, PAR_THRESHOLD};
+use crate::parallel::{map_vec, zip_vec, CHUNK, PAR_THRESHOLD};
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 
@@ -20,9 +20,7 @@ impl<T: Element> Tensor<T> {
     /// Runs on rayon's threads above [`crate::parallel::PAR_THRESHOLD`] elements.
     pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
         let src = self.contiguous_slice();
-        let mut out = vec![T::zero(); src.len()];
-        map_into(&src, &mut out, f);
-        Tensor::from_contiguous(out, self.shape().to_vec())
+        Tensor::from_contiguous(map_vec(&src, f), self.shape().to_vec())
     }
 
     /// Combines two tensors elementwise with broadcasting: `out[i] = f(self[i], other[i])`.
@@ -37,8 +35,7 @@ impl<T: Element> Tensor<T> {
     ) -> Result<Tensor<T>> {
         if self.shape() == other.shape() {
             if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
-                let mut out = vec![T::zero(); a.len()];
-                zip_into(a, b, &mut out, f);
+                let out = zip_vec(a, b, f);
                 return Ok(Tensor::from_contiguous(out, self.shape().to_vec()));
             }
         }

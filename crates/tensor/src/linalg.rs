@@ -8,6 +8,8 @@
 //! the batch; a large matrix is split by the GEMM itself. Either way each output element is
 //! computed by one task in a fixed order, so results do not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::element::Element;
@@ -70,20 +72,17 @@ impl<T: Element> Tensor<T> {
         }
         let rows: usize = self.shape()[..self.ndim() - 1].iter().product();
         let x = self.contiguous_slice();
-        let mut out = match bias {
-            Some(b) => b.contiguous_slice().repeat(rows),
-            None => vec![T::zero(); rows * out_features],
+        let w = weight.strides();
+        let w_t = MatRef::strided(weight.strided_data(), out_features, in_features, w[0], w[1]);
+        let x = MatRef::row_major(&x, rows, in_features);
+        let out = match bias {
+            Some(b) => {
+                let mut out = b.contiguous_slice().repeat(rows);
+                gemm_into(x, w_t.t(), &mut out, true);
+                out
+            }
+            None => product_vec(x, w_t.t()),
         };
-        if in_features > 0 {
-            let w = weight.strides();
-            let w_t = MatRef::strided(weight.strided_data(), out_features, in_features, w[0], w[1]);
-            gemm_into(
-                MatRef::row_major(&x, rows, in_features),
-                w_t.t(),
-                &mut out,
-                bias.is_some(),
-            );
-        }
         let mut shape = self.shape().to_vec();
         *shape.last_mut().expect("bug: checked not 0-d") = out_features;
         Ok(Tensor::from_contiguous(out, shape))
@@ -349,6 +348,36 @@ pub(crate) fn gemm_with<T: Element>(
     accumulate: bool,
     parallel: bool,
 ) {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, `out` is initialised as `gemm_core`
+    // requires when accumulating, and the product writes only initialised values into it.
+    let out = unsafe { &mut *(out as *mut [T] as *mut [MaybeUninit<T>]) };
+    unsafe { gemm_core(a, b, out, accumulate, parallel) }
+}
+
+/// `a @ b` into a new row-major vector, which the product writes without a zero fill first.
+pub(crate) fn product_vec<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec<T> {
+    let len = a.rows * b.cols;
+    let threads = rayon::current_num_threads();
+    let parallel = threads > 1 && a.rows * a.cols * b.cols >= GEMM_PAR_THRESHOLD;
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: not accumulating, so `gemm_core` does not read the uninitialised output.
+    unsafe { gemm_core(a, b, &mut out.spare_capacity_mut()[..len], false, parallel) };
+    // SAFETY: `gemm_core` wrote all `len` elements (zeros when the inner size is 0).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// The product behind [`gemm_with`] and [`product_vec`]: writes every element of `out`.
+///
+/// # Safety
+/// When `accumulate`, every element of `out` must be initialised.
+unsafe fn gemm_core<T: Element>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    out: &mut [MaybeUninit<T>],
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && out.len() == m * n,
@@ -363,7 +392,7 @@ pub(crate) fn gemm_with<T: Element>(
     }
     if k == 0 {
         if !accumulate {
-            out.fill(T::zero());
+            out.fill(MaybeUninit::new(T::zero()));
         }
         return;
     }
@@ -388,7 +417,8 @@ pub(crate) fn gemm_with<T: Element>(
                     rows: out.len() / n,
                     ..a
                 };
-                gemm_with(rows, b, out, accumulate, false);
+                // SAFETY: a block of `out`, initialised wherever `out` is.
+                unsafe { gemm_core(rows, b, out, accumulate, false) };
             });
         return;
     }
@@ -399,13 +429,14 @@ pub(crate) fn gemm_with<T: Element>(
     };
     // SAFETY: `fits` checked that every element addressed through the strides lies inside the
     // operand slices, and `out` holds exactly m * n elements addressed row-major. `out` is a
-    // unique borrow, so it aliases neither operand.
+    // unique borrow, so it aliases neither operand; `gemm` reads it only when `accumulate`,
+    // when the caller guarantees it is initialised.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.as_mut_ptr().cast::<T>(),
             1,
             n as isize,
             accumulate,
@@ -507,9 +538,8 @@ fn batched_product<T: Element>(
 ) -> Vec<T> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let batches = numel(batch);
-    let mut out = vec![T::zero(); batches * m * n];
-    if out.is_empty() || k == 0 {
-        return out;
+    if batches * m * n == 0 || k == 0 {
+        return vec![T::zero(); batches * m * n];
     }
     let lhs_strides = lhs.aligned_batch_strides(batch);
     let rhs_strides = rhs.aligned_batch_strides(batch);
@@ -525,11 +555,11 @@ fn batched_product<T: Element>(
                 row_stride,
                 ..lhs.at(0)
             };
-            gemm_into(tall, rhs.at(0), &mut out, false);
-            return out;
+            return product_vec(tall, rhs.at(0));
         }
     }
 
+    let mut out = vec![T::zero(); batches * m * n];
     let offsets = batch_offsets(batch, &lhs_strides, &rhs_strides);
     let work = m * n * k;
     let product = |(dst, &(a, b)): (&mut [T], &(usize, usize))| {
@@ -1027,16 +1057,25 @@ mod tests {
         let b: Tensor<f32> = gen.randn(&[256, 256]);
         let x: Tensor<f32> = gen.randn(&[768, 512]);
         let w: Tensor<f32> = gen.randn(&[512, 128]);
+        // Too few rows to split by rows: the `gemm` crate's own split.
+        let thin: Tensor<f32> = gen.randn(&[40, 300]);
+        let wide: Tensor<f32> = gen.randn(&[300, 200]);
         let products = |threads| {
             on_threads(threads, || {
-                [q.matmul(&k_t), a.matmul(&b), x.matmul(&w)].map(|p| bits(&p.unwrap()))
+                [
+                    q.matmul(&k_t),
+                    a.matmul(&b),
+                    x.matmul(&w),
+                    thin.matmul(&wide),
+                ]
+                .map(|p| bits(&p.unwrap()))
             })
         };
 
         let one = products(1);
-        let two = products(2);
 
-        assert_eq!(one, two);
+        assert_eq!(one, products(2));
+        assert_eq!(one, products(3));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! reductions combine their partial results in the same order and give the same bits on any
 //! number of threads.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Runs `op` on a worker thread of rayon's global pool and returns its result, blocking the
@@ -44,53 +46,65 @@ pub const PAR_THRESHOLD: usize = 1 << 16;
 /// The fixed chunk size parallel kernels split their input into.
 pub const CHUNK: usize = 1 << 14;
 
-/// Writes `f(src[i])` into `dst[i]`, in parallel for large inputs.
-pub(crate) fn map_into<A: Copy + Sync, B: Send>(
-    src: &[A],
-    dst: &mut [B],
-    f: impl Fn(A) -> B + Sync,
-) {
-    debug_assert_eq!(src.len(), dst.len(), "bug: map_into lengths differ");
-    if src.len() >= PAR_THRESHOLD && rayon::current_num_threads() > 1 {
-        dst.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(d, s)| {
-                for (o, &x) in d.iter_mut().zip(s) {
-                    *o = f(x);
-                }
-            });
+/// A vector of `n` elements written by `fill(offset, chunk)` over chunks of `chunk_len`
+/// elements that cover `0..n` (one call with the whole vector unless `parallel`), without
+/// zero-filling it first: a zero fill is a serial pass over memory that the parallel pass
+/// then writes again.
+///
+/// `fill` must write every element of the chunk it is given (with `MaybeUninit::write`); the
+/// crate's callers do so by construction.
+pub(crate) fn build_vec<T: Copy + Send>(
+    n: usize,
+    parallel: bool,
+    chunk_len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    let spare = &mut out.spare_capacity_mut()[..n];
+    if parallel && n > chunk_len {
+        spare
+            .par_chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, chunk)| fill(i * chunk_len, chunk));
     } else {
-        for (o, &x) in dst.iter_mut().zip(src) {
-            *o = f(x);
-        }
+        fill(0, spare);
     }
+    // SAFETY: the chunks cover the first `n` elements of the capacity and `fill` wrote every
+    // element of each; `T: Copy`, so nothing needs dropping if `fill` panicked before this.
+    unsafe { out.set_len(n) };
+    out
 }
 
-/// Writes `f(a[i], b[i])` into `dst[i]`, in parallel for large inputs.
-pub(crate) fn zip_into<A: Copy + Sync, B: Copy + Sync, C: Send>(
+/// `f(src[i])` for every element, in parallel for large inputs.
+pub(crate) fn map_vec<A: Copy + Sync, B: Copy + Send>(
+    src: &[A],
+    f: impl Fn(A) -> B + Sync,
+) -> Vec<B> {
+    let parallel = src.len() >= PAR_THRESHOLD && rayon::current_num_threads() > 1;
+    build_vec(src.len(), parallel, CHUNK, |at, out| {
+        let src = &src[at..at + out.len()];
+        for (o, &x) in out.iter_mut().zip(src) {
+            o.write(f(x));
+        }
+    })
+}
+
+/// `f(a[i], b[i])` for every element of two slices of the same length, in parallel for large
+/// inputs.
+pub(crate) fn zip_vec<A: Copy + Sync, B: Copy + Sync, C: Copy + Send>(
     a: &[A],
     b: &[B],
-    dst: &mut [C],
     f: impl Fn(A, B) -> C + Sync,
-) {
-    debug_assert!(
-        a.len() == dst.len() && b.len() == dst.len(),
-        "bug: zip_into lengths differ"
-    );
-    if dst.len() >= PAR_THRESHOLD && rayon::current_num_threads() > 1 {
-        dst.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK))
-            .zip(b.par_chunks(CHUNK))
-            .for_each(|((d, x), y)| {
-                for ((o, &p), &q) in d.iter_mut().zip(x).zip(y) {
-                    *o = f(p, q);
-                }
-            });
-    } else {
-        for ((o, &p), &q) in dst.iter_mut().zip(a).zip(b) {
-            *o = f(p, q);
+) -> Vec<C> {
+    assert_eq!(a.len(), b.len(), "bug: zip_vec lengths differ");
+    let parallel = a.len() >= PAR_THRESHOLD && rayon::current_num_threads() > 1;
+    build_vec(a.len(), parallel, CHUNK, |at, out| {
+        let len = out.len();
+        let (a, b) = (&a[at..at + len], &b[at..at + len]);
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            o.write(f(x, y));
         }
-    }
+    })
 }
 
 /// Sums a slice deterministically: serial below the threshold, otherwise fixed chunks summed
@@ -137,6 +151,25 @@ mod tests {
         });
         assert!(index.is_some());
         assert_eq!(nested, index);
+    }
+
+    #[test]
+    fn map_and_zip_vectors_write_every_element_on_any_thread_count() {
+        let n = 3 * PAR_THRESHOLD + 17;
+        let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let b: Vec<f64> = (0..n).map(|i| (n - i) as f64).collect();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (mapped, zipped) =
+                pool.install(|| (map_vec(&a, |x| 2.0 * x), zip_vec(&a, &b, |x, y| x + y)));
+            assert_eq!(mapped.len(), n);
+            assert!(mapped.iter().enumerate().all(|(i, &x)| x == 2.0 * i as f64));
+            assert!(zipped.iter().all(|&x| x == n as f64));
+        }
+        assert!(map_vec(&[] as &[f32], |x| x).is_empty());
     }
 
     #[test]
