@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
+use rayon::prelude::*;
 use strata_autograd::Var;
 use strata_tensor::{Element, Tensor};
 
@@ -240,8 +241,13 @@ impl<T: Element, C: GroupConfig, S: ParamState<T>> Core<T, C, S> {
     /// Runs `update(config, param, grad, state)` on every parameter that has a gradient.
     pub(crate) fn step(
         &mut self,
-        mut update: impl FnMut(&C, &mut [T], &[T], &mut Option<S>),
-    ) -> Result<()> {
+        update: impl Fn(&C, &mut [T], &[T], &mut Option<S>) + Sync,
+    ) -> Result<()>
+    where
+        C: Sync,
+        S: Send,
+    {
+        let mut work = Vec::new();
         let mut index = 0;
         for (group, states) in self.groups.iter().zip(&mut self.state) {
             for (param, slot) in group.params.iter().zip(states.iter_mut()) {
@@ -254,12 +260,19 @@ impl<T: Element, C: GroupConfig, S: ParamState<T>> Core<T, C, S> {
                             grad: grad.shape().to_vec(),
                         });
                     }
-                    let grad = grad.contiguous_slice();
-                    param.update(|w| update(&group.config, w, &grad, slot))?;
+                    work.push((&group.config, param, grad, slot));
                 }
                 index += 1;
             }
         }
+        // Parameters are distinct (checked when the groups were built) and each update reads
+        // only its own parameter, gradient and state, so they run in parallel and give the
+        // same bits in any order.
+        work.into_par_iter()
+            .try_for_each(|(config, param, grad, slot)| {
+                let grad = grad.contiguous_slice();
+                param.update(|w| update(config, w, &grad, slot))
+            })?;
         Ok(())
     }
 
