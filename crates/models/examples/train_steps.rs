@@ -66,7 +66,38 @@ fn run(recipe: &str, steps: usize) -> Result<(), BoxError> {
         "{recipe}: {steps} steps, {:.2} ms per step, last loss {loss:.4}",
         per_step * 1e3
     );
+    print_thread_times();
     Ok(())
+}
+
+/// The CPU time (user + system) each thread of the process used so far, from `/proc` (Linux
+/// only; silent elsewhere): how evenly rayon's workers shared the steps.
+fn print_thread_times() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let mut times = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+            let ticks: u64 = u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
+            times.push(ticks);
+        }
+    }
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    // The kernel counts in clock ticks, 100 per second on Linux.
+    let secs: Vec<String> = times
+        .iter()
+        .map(|t| format!("{:.2} s", *t as f64 / 100.0))
+        .collect();
+    println!("CPU time per thread: {}", secs.join(", "));
 }
 
 /// The char GPT: 4 layers, 4 heads, width 128, context 64, batch 12, AdamW, clipping at 1.
