@@ -52,6 +52,10 @@ pub(crate) const TILE_Q: usize = 64;
 /// Keys per block.
 pub(crate) const TILE_K: usize = 64;
 
+/// Calls with fewer multiply-adds than this (`slices * seq_q * seq_k * (dim + value_dim)`)
+/// run on the calling thread.
+const PAR_MIN_WORK: usize = 1 << 18;
+
 /// The additive bias as seen by one `(batch, head)` slice: element `(i, j)` of slice `b` is
 /// `data[batch_offset[b] + i * stride_i + j * stride_j]` (strides are 0 along broadcast dims).
 struct BiasView<T> {
@@ -147,6 +151,16 @@ impl<'a, T: Element> Plan<'a, T> {
             Some(d) => d.factor((b * p.seq_q + i) * p.seq_k + j),
             None => T::one(),
         }
+    }
+
+    /// Whether the call is worth splitting over threads: about `PAR_MIN_WORK` multiply-adds
+    /// or more. Decoding one token at a time (one query against a cache) is far below, and
+    /// handing its few blocks to other threads costs more than computing them.
+    fn parallel(&self) -> bool {
+        let p = self.problem;
+        let n_batch: usize = p.lead.iter().product();
+        let work = n_batch * p.seq_q * p.seq_k * (p.head_dim + p.value_dim);
+        work >= PAR_MIN_WORK && rayon::current_num_threads() > 1
     }
 
     /// The key range of a query block that causal masking leaves, `0..end`.
@@ -315,10 +329,16 @@ fn forward<T: Element>(
             tasks.push((b, i0, o, l));
         }
     }
-    tasks.into_par_iter().for_each_init(
-        || vec![T::zero(); plan.tile_q * plan.tile_k],
-        |scores, (b, i0, o, l)| forward_block(plan, b, i0, [q, k, v], o, l, scores),
-    );
+    let run = |scores: &mut Vec<T>, (b, i0, o, l): (usize, usize, &mut [T], &mut [T])| {
+        forward_block(plan, b, i0, [q, k, v], o, l, scores)
+    };
+    let scratch = || vec![T::zero(); plan.tile_q * plan.tile_k];
+    if plan.parallel() {
+        tasks.into_par_iter().for_each_init(scratch, run);
+    } else {
+        let mut scores = scratch();
+        tasks.into_iter().for_each(|task| run(&mut scores, task));
+    }
     (out, lse)
 }
 
@@ -429,9 +449,12 @@ fn backward<T: Element>(
         (dq_rest, dk_rest, dv_rest) = (r1, r2, r3);
         slices.push(SliceGrads { dq, dk, dv });
     }
-    slices.into_par_iter().enumerate().for_each(|(b, grads)| {
-        backward_slice(plan, b, saved, &lse[b * lq..(b + 1) * lq], grads);
-    });
+    let run = |(b, grads)| backward_slice(plan, b, saved, &lse[b * lq..(b + 1) * lq], grads);
+    if plan.parallel() {
+        slices.into_par_iter().enumerate().for_each(run);
+    } else {
+        slices.into_iter().enumerate().for_each(run);
+    }
     (dq, dk, dvv)
 }
 
