@@ -9,8 +9,8 @@
 //!
 //! Memory: on glibc, the first tensor built raises the C allocator's mmap and trim
 //! thresholds so that memory freed by one training step is reused by the next instead of
-//! being returned to the kernel and faulted in again; set [`KEEP_FREED_MEMORY_VAR`]
-//! (`STRATA_KEEP_FREED_MEMORY`) to `0` to opt out.
+//! being returned to the kernel and faulted in again, and large outputs ask for transparent
+//! huge pages; set [`KEEP_FREED_MEMORY_VAR`] (`STRATA_KEEP_FREED_MEMORY`) to `0` to opt out.
 //!
 //! ```
 //! use strata_tensor::{Generator, Tensor};

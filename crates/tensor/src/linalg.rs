@@ -360,8 +360,10 @@ pub(crate) fn product_vec<T: Element>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> Vec
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && a.rows * a.cols * b.cols >= GEMM_PAR_THRESHOLD;
     let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    crate::memory::advise_huge_pages(spare);
     // SAFETY: not accumulating, so `gemm_core` does not read the uninitialised output.
-    unsafe { gemm_core(a, b, &mut out.spare_capacity_mut()[..len], false, parallel) };
+    unsafe { gemm_core(a, b, spare, false, parallel) };
     // SAFETY: `gemm_core` wrote all `len` elements (zeros when the inner size is 0).
     unsafe { out.set_len(len) };
     out

@@ -61,6 +61,7 @@ pub(crate) fn build_vec<T: Copy + Send>(
 ) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
     let spare = &mut out.spare_capacity_mut()[..n];
+    crate::memory::advise_huge_pages(spare);
     if parallel && n > chunk_len {
         spare
             .par_chunks_mut(chunk_len)
@@ -170,6 +171,11 @@ mod tests {
             assert!(zipped.iter().all(|&x| x == n as f64));
         }
         assert!(map_vec(&[] as &[f32], |x| x).is_empty());
+        // Large enough to be backed by huge pages where the system allows them.
+        let big = vec![1.5f32; (9 << 20) / 4 + 3];
+        let doubled = map_vec(&big, |x| 2.0 * x);
+        assert_eq!(doubled.len(), big.len());
+        assert!(doubled.iter().all(|&x| x == 3.0));
     }
 
     #[test]
