@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::element::Element;
 use crate::error::Result;
 use crate::fast_math;
-use crate::parallel::{map_vec, zip_vec, CHUNK, PAR_THRESHOLD};
+use crate::parallel::{build_vec, map_vec, zip_vec, CHUNK, PAR_THRESHOLD};
 use crate::shape::broadcast_shapes;
 use crate::tensor::Tensor;
 
@@ -40,6 +40,9 @@ impl<T: Element> Tensor<T> {
             }
         }
         let shape = broadcast_shapes(op, self.shape(), other.shape())?;
+        if let Some(out) = zip_rows(self, other, &shape, &f) {
+            return Ok(Tensor::from_contiguous(out, shape));
+        }
         let a = self.view();
         let b = other.view();
         let a = a
@@ -451,6 +454,132 @@ pub(crate) fn softplus<T: Element>(x: T) -> T {
     }
 }
 
+/// How an operand of a broadcast op reads one row of the output: elements in place, or one
+/// value for the whole row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowRead {
+    Contiguous,
+    Constant,
+}
+
+/// The strides of `t` read as a tensor of the broadcast `shape` (0 along broadcast dims).
+fn broadcast_strides<T: Element>(t: &Tensor<T>, shape: &[usize]) -> Vec<usize> {
+    let lead = shape.len() - t.ndim();
+    (0..shape.len())
+        .map(|d| match d.checked_sub(lead) {
+            Some(k) if t.shape()[k] != 1 => t.strides()[k],
+            _ => 0,
+        })
+        .collect()
+}
+
+/// Broadcast `f(a, b)` over rows: the longest run of trailing dims that each operand reads
+/// either contiguously or as one value (a `(N, C, H, W) + (1, C, 1, 1)` bias reads `H * W`
+/// rows of one value; a `(B, T, C) + (C,)` one reads `C` contiguous elements of both). `None`
+/// when the rows would be shorter than a few elements, for the general path.
+fn zip_rows<T: Element>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    shape: &[usize],
+    f: &(impl Fn(T, T) -> T + Sync),
+) -> Option<Vec<T>> {
+    const MIN_ROW: usize = 4;
+    let total: usize = shape.iter().product();
+    let rank = shape.len();
+    if rank == 0 || total == 0 {
+        return None;
+    }
+    let strides = [broadcast_strides(a, shape), broadcast_strides(b, shape)];
+    let read = |s: usize| match s {
+        0 => Some(RowRead::Constant),
+        1 => Some(RowRead::Contiguous),
+        _ => None,
+    };
+    let kinds = [read(strides[0][rank - 1])?, read(strides[1][rank - 1])?];
+    let (mut row, mut inner) = (shape[rank - 1], rank - 1);
+    while inner > 0 {
+        let d = inner - 1;
+        if shape[d] == 1 {
+            // Index 0 only: the dim changes no offset.
+            inner = d;
+            continue;
+        }
+        let fits = |k: usize| match kinds[k] {
+            RowRead::Contiguous => strides[k][d] == row,
+            RowRead::Constant => strides[k][d] == 0,
+        };
+        if !(fits(0) && fits(1)) {
+            break;
+        }
+        row *= shape[d];
+        inner = d;
+    }
+    if row < MIN_ROW {
+        return None;
+    }
+    // Where each row starts in each operand: an odometer over the outer dims.
+    let rows = total / row;
+    let outer = &shape[..inner];
+    let mut starts = Vec::with_capacity(rows);
+    let mut index = vec![0usize; inner];
+    for _ in 0..rows {
+        let at = |k: usize| {
+            index
+                .iter()
+                .zip(&strides[k])
+                .map(|(i, s)| i * s)
+                .sum::<usize>()
+        };
+        starts.push((at(0), at(1)));
+        for d in (0..inner).rev() {
+            index[d] += 1;
+            if index[d] < outer[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    let (xa, xb) = (a.strided_data(), b.strided_data());
+    let rows_per_chunk = (CHUNK / row).max(1);
+    let parallel = total >= PAR_THRESHOLD && rayon::current_num_threads() > 1;
+    Some(build_vec(
+        total,
+        parallel,
+        rows_per_chunk * row,
+        |at, out| {
+            for (r, out) in out.chunks_mut(row).enumerate() {
+                let (sa, sb) = starts[at / row + r];
+                match kinds {
+                    [RowRead::Contiguous, RowRead::Contiguous] => {
+                        let (x, y) = (&xa[sa..sa + row], &xb[sb..sb + row]);
+                        for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    [RowRead::Contiguous, RowRead::Constant] => {
+                        let y = xb[sb];
+                        for (o, &x) in out.iter_mut().zip(&xa[sa..sa + row]) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    [RowRead::Constant, RowRead::Contiguous] => {
+                        let x = xa[sa];
+                        for (o, &y) in out.iter_mut().zip(&xb[sb..sb + row]) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    [RowRead::Constant, RowRead::Constant] => {
+                        let v = f(xa[sa], xb[sb]);
+                        out.iter_mut().for_each(|o| {
+                            o.write(v);
+                        });
+                    }
+                }
+            }
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -490,15 +619,33 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
         #[test]
         fn broadcasting_binary_ops_match_an_explicit_loop(
             (lhs, rhs) in broadcast_pair(),
             seed in any::<u64>(),
             swap in any::<bool>(),
+            layout in 0u8..3,
         ) {
             let (lhs, rhs) = if swap { (rhs, lhs) } else { (lhs, rhs) };
             let mut gen = Generator::new(seed);
-            let a: Tensor<f64> = gen.randn(&lhs);
+            let a: Tensor<f64> = match layout {
+                // Non-contiguous views: stored with the last two dims swapped, or with a wider
+                // last dim (rows further apart than their length).
+                1 if lhs.len() >= 2 => {
+                    let mut stored = lhs.clone();
+                    stored.swap(lhs.len() - 2, lhs.len() - 1);
+                    gen.randn(&stored).transpose(-2, -1).unwrap()
+                }
+                2 if !lhs.is_empty() => {
+                    let mut stored = lhs.clone();
+                    let last = lhs[lhs.len() - 1];
+                    *stored.last_mut().unwrap() += 2;
+                    gen.randn(&stored).narrow(-1, 1, last).unwrap()
+                }
+                _ => gen.randn(&lhs),
+            };
             let b: Tensor<f64> = gen.randn(&rhs);
             let shape = broadcast_shapes("t", &lhs, &rhs).unwrap();
 
