@@ -2331,7 +2331,7 @@ impl<T: Element> Backward<T> for ReluBackward<T> {
     ) -> Result<Vec<Option<Var<T>>>> {
         let input = &inputs[0];
         let grad_input = if input.requires_grad() {
-            Some({ grad.mul(&crate::rules::step(input, T::zero(), T::one(), T::zero())?)? })
+            Some({ crate::rules::relu_grad(input, grad)? })
         } else {
             None
         };

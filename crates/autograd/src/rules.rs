@@ -13,6 +13,27 @@ pub(crate) fn step<T: Element>(x: &Var<T>, at: T, above: T, below: T) -> Result<
     ))
 }
 
+/// The gradient of `relu` at `x`: `grad` where `x > 0`, else 0. While the backward pass
+/// records (`create_graph`) it is `grad * step(x)` from differentiable ops; otherwise one pass
+/// that selects, as PyTorch's `threshold_backward` does: the same values as the product, except
+/// that a negative or NaN `grad` at an inactive unit gives `0` rather than `-0` or NaN.
+pub(crate) fn relu_grad<T: Element>(x: &Var<T>, grad: &Var<T>) -> Result<Var<T>> {
+    if crate::mode::is_grad_enabled() {
+        grad.mul(&step(x, T::zero(), T::one(), T::zero())?)
+    } else {
+        let dx = grad
+            .value()
+            .zip_map(&x.value(), "relu_backward", |g, v| {
+                if v > T::zero() {
+                    g
+                } else {
+                    T::zero()
+                }
+            })?;
+        Ok(Var::new(dx))
+    }
+}
+
 /// A constant: 1 where `min <= x <= max`, 0 elsewhere (derivative of `clamp`).
 pub(crate) fn inside<T: Element>(x: &Var<T>, min: T, max: T) -> Result<Var<T>> {
     Ok(Var::new(x.value().map(|v| {
