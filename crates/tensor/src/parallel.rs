@@ -121,23 +121,34 @@ pub(crate) fn sum_slice<T: crate::Element>(xs: &[T]) -> T {
     }
 }
 
-/// Sums with 8 independent accumulators, which vectorises and loses less precision than one
-/// running sum.
+/// Sums with [`SUM_LANES`] independent accumulators, added in a fixed tree at the end: the
+/// loop vectorises into several registers whose additions do not wait on each other (one
+/// running sum, or one register of sums, waits on the previous addition at every step), and
+/// it loses less precision than one running sum.
 pub(crate) fn pairwise_sum<T: crate::Element>(xs: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let mut chunks = xs.chunks_exact(8);
+    let mut acc = [T::zero(); SUM_LANES];
+    let mut chunks = xs.chunks_exact(SUM_LANES);
     for c in &mut chunks {
-        for k in 0..8 {
+        for k in 0..SUM_LANES {
             acc[k] += c[k];
         }
     }
-    let mut total =
-        ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    let mut width = SUM_LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            acc[k] += acc[k + width];
+        }
+    }
+    let mut total = acc[0];
     for &x in chunks.remainder() {
         total += x;
     }
     total
 }
+
+/// Accumulators of [`pairwise_sum`]: four AVX2 registers of `f32` (eight SSE registers).
+const SUM_LANES: usize = 32;
 
 #[cfg(test)]
 mod tests {
