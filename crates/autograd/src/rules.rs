@@ -21,15 +21,13 @@ pub(crate) fn relu_grad<T: Element>(x: &Var<T>, grad: &Var<T>) -> Result<Var<T>>
     if crate::mode::is_grad_enabled() {
         grad.mul(&step(x, T::zero(), T::one(), T::zero())?)
     } else {
-        let dx = grad
-            .value()
-            .zip_map(&x.value(), "relu_backward", |g, v| {
-                if v > T::zero() {
-                    g
-                } else {
-                    T::zero()
-                }
-            })?;
+        let dx = grad.value().zip_map(&x.value(), "relu_backward", |g, v| {
+            if v > T::zero() {
+                g
+            } else {
+                T::zero()
+            }
+        })?;
         Ok(Var::new(dx))
     }
 }
