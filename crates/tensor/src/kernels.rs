@@ -124,6 +124,13 @@ mod tests {
         let too_far = MatRef::strided(&buf, 2, 3, 4, 1);
         let err = gemm(too_far, a.t(), &mut out, false).unwrap_err();
         assert!(err.to_string().contains("reaches past"), "{err}");
+        // Strides whose offsets would wrap around are rejected, not wrapped.
+        let wraps = MatRef::strided(&buf, 3, 2, usize::MAX / 2 + 1, 1);
+        let err = gemm(wraps, a, &mut [0.0; 9], false).unwrap_err();
+        assert!(err.to_string().contains("reaches past"), "{err}");
+        let wraps = MatRef::strided(&buf, 3, 2, 1, usize::MAX);
+        let err = gemm(a, wraps, &mut out, false).unwrap_err();
+        assert!(err.to_string().contains("reaches past"), "{err}");
     }
 
     #[test]

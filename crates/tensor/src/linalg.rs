@@ -306,10 +306,15 @@ impl<'a, T> MatRef<'a, T> {
 
     /// Whether every element the matrix addresses lies inside its slice.
     pub(crate) fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        // Checked: strides from a caller may be large enough to wrap around.
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((self.cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c));
+        last.is_some_and(|last| last < self.data.len())
     }
 }
 
