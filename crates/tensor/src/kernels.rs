@@ -43,7 +43,7 @@ pub fn gemm<T: Element>(
     out: &mut [T],
     accumulate: bool,
 ) -> Result<()> {
-    if a.cols != b.rows || out.len() != a.rows * b.cols {
+    if a.cols != b.rows || a.rows.checked_mul(b.cols) != Some(out.len()) {
         return Err(TensorError::ShapeMismatch {
             op: "kernels::gemm",
             what: format!(
@@ -78,7 +78,9 @@ pub fn gemm<T: Element>(
 /// softmax, with the row maximum as `shift`.
 ///
 /// `f32` runs a branch-free polynomial `exp` (about 1.5 ulps, see the crate's GELU kernels)
-/// on the CPU's widest vector instructions; `f64` calls libm. The sum adds eight running
+/// on the CPU's widest vector instructions, and flushes results below `e^-87` (about
+/// `1.6e-38`, the bottom of the normal `f32` range) to 0, where libm goes on into subnormals;
+/// `f64` calls libm. The sum adds eight running
 /// sums, so it is the same on every call for the same input.
 pub fn exp_shifted<T: Element>(xs: &mut [T], shift: T) -> T {
     match (
@@ -124,6 +126,14 @@ mod tests {
         let too_far = MatRef::strided(&buf, 2, 3, 4, 1);
         let err = gemm(too_far, a.t(), &mut out, false).unwrap_err();
         assert!(err.to_string().contains("reaches past"), "{err}");
+        // Sizes whose product wraps around are rejected, not wrapped.
+        let rows = MatRef::strided(&buf, 1usize << 63, 1, 0, 0);
+        let err = gemm(rows, MatRef::row_major(&buf, 1, 2), &mut [], false).unwrap_err();
+        assert!(matches!(err, TensorError::ShapeMismatch { .. }), "{err}");
+        let none: [f32; 0] = [];
+        let tall = MatRef::row_major(&none, usize::MAX, 0);
+        let err = gemm(tall, MatRef::row_major(&none, 0, 2), &mut [], false).unwrap_err();
+        assert!(matches!(err, TensorError::ShapeMismatch { .. }), "{err}");
         // Strides whose offsets would wrap around are rejected, not wrapped.
         let wraps = MatRef::strided(&buf, 3, 2, usize::MAX / 2 + 1, 1);
         let err = gemm(wraps, a, &mut [0.0; 9], false).unwrap_err();

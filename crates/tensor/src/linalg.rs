@@ -71,6 +71,14 @@ impl<T: Element> Tensor<T> {
             }
         }
         let rows: usize = self.shape()[..self.ndim() - 1].iter().product();
+        if rows.checked_mul(out_features).is_none() {
+            return Err(TensorError::ShapeMismatch {
+                op: "linear",
+                what: "the result has more elements than fit in memory".to_string(),
+                lhs: self.shape().to_vec(),
+                rhs: weight.shape().to_vec(),
+            });
+        }
         let x = self.contiguous_slice();
         let w = weight.strides();
         let w_t = MatRef::strided(weight.strided_data(), out_features, in_features, w[0], w[1]);
@@ -148,6 +156,14 @@ impl<T: Element> Tensor<T> {
         }
         let batch = broadcast_shapes("matmul", &lhs.batch_shape, &rhs.batch_shape)
             .map_err(|_| mismatch("batch dims do not broadcast"))?;
+        // Operands with an empty inner dim can ask for more outputs than can be counted.
+        let outputs = batch
+            .iter()
+            .chain([&lhs.rows, &rhs.cols])
+            .try_fold(1usize, |n, &d| n.checked_mul(d));
+        if outputs.is_none() {
+            return Err(mismatch("the result has more elements than fit in memory"));
+        }
 
         let out = batched_product(&lhs, &rhs, &batch);
 
@@ -387,7 +403,7 @@ unsafe fn gemm_core<T: Element>(
 ) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        b.rows == k && out.len() == m * n,
+        b.rows == k && m.checked_mul(n) == Some(out.len()),
         "bug: gemm_into sizes disagree"
     );
     assert!(
@@ -729,10 +745,18 @@ mod tests {
             x.linear(&Tensor::ones(&[3]), None).unwrap_err(),
             x.linear(&Tensor::ones(&[4, 2]), None).unwrap_err(),
             x.linear(&w, Some(&Tensor::ones(&[3]))).unwrap_err(),
+            // (2^62, 0) @ (0, 4)^T: no input elements, too many outputs to count.
+            Tensor::<f32>::zeros(&[1 << 62, 0])
+                .linear(&Tensor::zeros(&[4, 0]), None)
+                .unwrap_err(),
         ];
         for err in errors {
             assert!(err.to_string().contains("linear"), "{err}");
         }
+        let err = Tensor::<f32>::zeros(&[1 << 62, 0])
+            .matmul(&Tensor::zeros(&[0, 4]))
+            .unwrap_err();
+        assert!(err.to_string().contains("more elements than fit"), "{err}");
     }
 
     /// `numpy.matmul` by its definition: a triple loop reading elements one by one.
