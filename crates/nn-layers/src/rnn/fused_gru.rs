@@ -6,8 +6,12 @@
 //! product per step, and one `(3 H, L N) x (L N, H)` product for the gradient of `W_hh`.
 //! Under `create_graph` the rule is written with differentiable ops instead.
 
+use rayon::prelude::*;
 use strata_autograd::{is_grad_enabled, Backward, Result, Var};
+use strata_tensor::kernels::{self, MatRef};
 use strata_tensor::{Element, Tensor};
+
+use super::ROW_CHUNK;
 
 use super::fused_lstm::{sigmoid_in_place, tanh_in_place};
 
@@ -42,31 +46,49 @@ pub(super) fn gru_layer<T: Element>(
     let bias = b_hh.map(|b| b.value().to_vec());
     let xw_value = xw.value();
     let xw_data = xw_value.contiguous_slice();
+    // Row-major `W_hh^T` once, so that no step's product reads a transposed view.
     let w_t = w_hh.value().transpose(0, 1)?.contiguous();
+    let w_t = w_t.as_slice().expect("bug: contiguous() is contiguous");
     let step_len = batch * hidden;
+    let sh = 4 * hidden;
 
     // r, z, n and hw_n per step, `(L, N, 4 H)`.
-    let mut saved = vec![T::zero(); seq_len * batch * 4 * hidden];
+    let mut saved = vec![T::zero(); seq_len * batch * sh];
     let mut result = vec![T::zero(); seq_len * step_len];
-    let mut h_prev = h0.value().contiguous();
+    let h0_value = h0.value().to_vec();
+    // `h_{t-1} W_hh^T` of one step.
+    let mut hw = vec![T::zero(); batch * gh];
     for step in 0..seq_len {
         let t = if reverse { seq_len - 1 - step } else { step };
-        let hw = h_prev.matmul(&w_t)?;
-        let hw = hw
-            .as_slice()
-            .expect("bug: matmul returns a contiguous tensor");
-        let h_data = h_prev.as_slice().expect("bug: the state is contiguous");
-        let rows = t * step_len..(t + 1) * step_len;
-        gru_step_forward(
-            &xw_data[t * batch * gh..(t + 1) * batch * gh],
-            hw,
-            bias.as_deref(),
-            h_data,
-            hidden,
-            &mut saved[t * batch * 4 * hidden..(t + 1) * batch * 4 * hidden],
-            &mut result[rows.clone()],
-        );
-        h_prev = Tensor::from_vec(result[rows].to_vec(), &[batch, hidden])?;
+        let (h_out, h_prev) = match super::previous_step(reverse, t, seq_len) {
+            Some(p) => super::step_rows(&mut result, t, p, step_len),
+            None => (&mut result[t * step_len..(t + 1) * step_len], &h0_value[..]),
+        };
+        let xw_t = &xw_data[t * batch * gh..(t + 1) * batch * gh];
+        let saved_t = &mut saved[t * batch * sh..(t + 1) * batch * sh];
+        // Each task: its rows' product with W_hh^T, then their gates and state update.
+        saved_t
+            .par_chunks_mut((ROW_CHUNK * sh).max(1))
+            .zip(hw.par_chunks_mut((ROW_CHUNK * gh).max(1)))
+            .zip(h_out.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+            .enumerate()
+            .for_each(|(chunk, ((saved, hw), h_out))| {
+                let n = h_out.len() / hidden;
+                let (r0, r1) = (chunk * ROW_CHUNK, chunk * ROW_CHUNK + n);
+                let h_prev = &h_prev[r0 * hidden..r1 * hidden];
+                let rows = MatRef::row_major(h_prev, n, hidden);
+                kernels::gemm(rows, MatRef::row_major(w_t, hidden, gh), hw, false)
+                    .expect("bug: step product shapes agree");
+                gru_step_forward(
+                    &xw_t[r0 * gh..r1 * gh],
+                    hw,
+                    bias.as_deref(),
+                    h_prev,
+                    hidden,
+                    saved,
+                    h_out,
+                );
+            });
     }
 
     let mut inputs = vec![xw.clone(), w_hh.clone(), h0.clone()];
@@ -141,6 +163,48 @@ fn step_forward<T: Element>(
     }
 }
 
+/// The gate gradients of one step for a block of rows: `dx` and `dhw` `(rows, 3 H)` and the
+/// direct part `dh_t z` of `dh_{t-1}`, from the saved `r, z, n, hw_n` of the rows, the output
+/// gradient and `dh` carried from the next step.
+fn gru_rows_backward<T: Element>(
+    saved: &[T],
+    grad: &[T],
+    dh_next: &[T],
+    h_prev: &[T],
+    hidden: usize,
+    dx: &mut [T],
+    dhw: &mut [T],
+    dh_direct: &mut [T],
+) {
+    let (gh, sh) = (3 * hidden, 4 * hidden);
+    let one = T::one();
+    for row in 0..grad.len() / hidden.max(1) {
+        let s = &saved[row * sh..(row + 1) * sh];
+        let (r, z, n, hn) = (
+            &s[..hidden],
+            &s[hidden..2 * hidden],
+            &s[2 * hidden..3 * hidden],
+            &s[3 * hidden..],
+        );
+        let dx = &mut dx[row * gh..(row + 1) * gh];
+        let dhw = &mut dhw[row * gh..(row + 1) * gh];
+        for k in 0..hidden {
+            let idx = row * hidden + k;
+            let dh = grad[idx] + dh_next[idx];
+            let dn = dh * (one - z[k]) * (one - n[k] * n[k]);
+            let dz = dh * (h_prev[idx] - n[k]) * z[k] * (one - z[k]);
+            let dr = dn * hn[k] * r[k] * (one - r[k]);
+            dx[k] = dr;
+            dx[hidden + k] = dz;
+            dx[2 * hidden + k] = dn;
+            dhw[k] = dr;
+            dhw[hidden + k] = dz;
+            dhw[2 * hidden + k] = dn * r[k];
+            dh_direct[idx] = dh * z[k];
+        }
+    }
+}
+
 impl<T: Element> GruLayerBackward<T> {
     /// The fast rule on plain buffers: gradients of `xw`, `W_hh`, `h0` and `b_hh`.
     fn direct(&self, inputs: &[Var<T>], result: &Var<T>, grad: &Var<T>) -> Result<Grads<T>> {
@@ -155,13 +219,14 @@ impl<T: Element> GruLayerBackward<T> {
         let grad_data = grad_value.contiguous_slice();
         let result_value = result.value();
         let hs = result_value.contiguous_slice();
-        let w_hh = inputs[1].value();
+        let w_hh = inputs[1].value().contiguous();
+        let w_hh = w_hh.as_slice().expect("bug: contiguous() is contiguous");
         let h0 = inputs[2].value().to_vec();
 
         let mut d_xw = vec![T::zero(); seq_len * batch * gh];
         let mut d_hw = vec![T::zero(); seq_len * batch * gh];
         let mut dh_next = vec![T::zero(); step_len];
-        let one = T::one();
+        let sh = 4 * hidden;
         for step in (0..seq_len).rev() {
             let t = if self.reverse {
                 seq_len - 1 - step
@@ -172,39 +237,37 @@ impl<T: Element> GruLayerBackward<T> {
                 Some(p) => &hs[p * step_len..(p + 1) * step_len],
                 None => &h0[..],
             };
-            let mut dh_direct = vec![T::zero(); step_len];
-            for row in 0..batch {
-                let s = &self.saved[(t * batch + row) * 4 * hidden..][..4 * hidden];
-                let (r, z, n, hn) = (
-                    &s[..hidden],
-                    &s[hidden..2 * hidden],
-                    &s[2 * hidden..3 * hidden],
-                    &s[3 * hidden..],
-                );
-                let dx = &mut d_xw[(t * batch + row) * gh..][..gh];
-                let dhw = &mut d_hw[(t * batch + row) * gh..][..gh];
-                for k in 0..hidden {
-                    let idx = row * hidden + k;
-                    let dh = grad_data[t * step_len + idx] + dh_next[idx];
-                    let dn = dh * (one - z[k]) * (one - n[k] * n[k]);
-                    let dz = dh * (h_prev[idx] - n[k]) * z[k] * (one - z[k]);
-                    let dr = dn * hn[k] * r[k] * (one - r[k]);
-                    dx[k] = dr;
-                    dx[hidden + k] = dz;
-                    dx[2 * hidden + k] = dn;
-                    dhw[k] = dr;
-                    dhw[hidden + k] = dz;
-                    dhw[2 * hidden + k] = dn * r[k];
-                    dh_direct[idx] = dh * z[k];
-                }
-            }
-            let rows = t * batch * gh..(t + 1) * batch * gh;
-            let da = Tensor::from_vec(d_hw[rows].to_vec(), &[batch, gh])?;
-            let through = da.matmul(&w_hh)?;
-            let through = through.as_slice().expect("bug: matmul is contiguous");
-            for (d, (&a, &b)) in dh_next.iter_mut().zip(dh_direct.iter().zip(through)) {
-                *d = a + b;
-            }
+            let grad_t = &grad_data[t * step_len..(t + 1) * step_len];
+            let saved_t = &self.saved[t * batch * sh..(t + 1) * batch * sh];
+            let gate_rows = t * batch * gh..(t + 1) * batch * gh;
+            // Each task: its rows' gate gradients, then `dh_{t-1} = dh_t z + grad hw_t W_hh`.
+            d_xw[gate_rows.clone()]
+                .par_chunks_mut((ROW_CHUNK * gh).max(1))
+                .zip(d_hw[gate_rows].par_chunks_mut((ROW_CHUNK * gh).max(1)))
+                .zip(dh_next.par_chunks_mut((ROW_CHUNK * hidden).max(1)))
+                .enumerate()
+                .for_each(|(chunk, ((dx, dhw), dh_next))| {
+                    let n = dh_next.len() / hidden;
+                    let r0 = chunk * ROW_CHUNK;
+                    let span = r0 * hidden..(r0 + n) * hidden;
+                    let mut dh_direct = vec![T::zero(); n * hidden];
+                    gru_rows_backward(
+                        &saved_t[r0 * sh..(r0 + n) * sh],
+                        &grad_t[span.clone()],
+                        dh_next,
+                        &h_prev[span],
+                        hidden,
+                        dx,
+                        dhw,
+                        &mut dh_direct,
+                    );
+                    let rows = MatRef::row_major(&*dhw, n, gh);
+                    kernels::gemm(rows, MatRef::row_major(w_hh, gh, hidden), dh_next, false)
+                        .expect("bug: step product shapes agree");
+                    for (d, &direct) in dh_next.iter_mut().zip(&dh_direct) {
+                        *d += direct;
+                    }
+                });
         }
 
         let mut h_prev = Vec::with_capacity(seq_len * step_len);
@@ -374,7 +437,8 @@ mod tests {
         #[test]
         fn fused_gru_layer_passes_gradcheck(
             seq_len in 1usize..4,
-            batch in 1usize..3,
+            // Past `ROW_CHUNK` rows too, where a step is split into tasks.
+            batch in prop_oneof![1usize..3, 17usize..20],
             hidden in 1usize..4,
             bias in any::<bool>(),
             reverse in any::<bool>(),
@@ -386,6 +450,34 @@ mod tests {
 
             prop_assert!(result.is_ok(), "{result:?}");
         }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let vars: Vec<Var<f32>> = inputs(4, 2 * ROW_CHUNK + 5, 12, true, 9)
+                    .iter()
+                    .map(|x| Var::parameter(x.cast::<f32>()))
+                    .collect();
+                let (out, h_n) =
+                    gru_layer(&vars[0], &vars[1], Some(&vars[3]), &vars[2], true).unwrap();
+                out.sum_all()
+                    .add(&h_n.sum_all())
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let mut all = vec![out.value().to_vec()];
+                all.extend(vars.iter().map(|v| v.grad().unwrap().to_vec()));
+                all
+            })
+        };
+
+        assert_eq!(run(1), run(3));
     }
 
     #[test]
