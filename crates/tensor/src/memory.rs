@@ -52,8 +52,11 @@ const HUGE_PAGE_MIN_BYTES: usize = 8 << 20;
 /// part of an elementwise op on 16M elements; with huge pages it takes 512 times fewer faults.
 /// Does nothing for small buffers, under the opt-out variable, or off Linux.
 pub(crate) fn advise_huge_pages<T>(spare: &mut [std::mem::MaybeUninit<T>]) {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let bytes = std::mem::size_of_val(spare);
-    if bytes >= HUGE_PAGE_MIN_BYTES && wanted(std::env::var_os(KEEP_FREED_MEMORY_VAR).as_deref()) {
+    if bytes >= HUGE_PAGE_MIN_BYTES
+        && *WANTED.get_or_init(|| wanted(std::env::var_os(KEEP_FREED_MEMORY_VAR).as_deref()))
+    {
         platform::advise_huge_pages(spare.as_mut_ptr().cast(), bytes);
     }
 }
